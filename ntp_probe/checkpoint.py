@@ -1,0 +1,293 @@
+"""Model files: ``model.safetensors`` with the config, task and objective in its metadata header.
+
+No pickles anywhere: weights, optimizer state and RNG state are all safetensors. Every write is
+atomic (temp file in the same directory, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_model as st_load_model
+from safetensors.torch import save_file, save_model
+
+from .errors import ModelFileError
+from .model import GPT, GPTConfig
+from .objectives import Objective, objective_from_meta
+from .tokenizer import Tokenizer
+
+FORMAT = "ntp-probe/1"
+META_KEY = "ntp_probe"
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "train_state.safetensors"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    degree: int
+    path_len: int
+    nodes: int
+
+    @property
+    def num_edges(self) -> int:
+        return self.degree * (self.path_len - 1)
+
+    @property
+    def question_len(self) -> int:
+        return Tokenizer.question_len(self.num_edges)
+
+    @property
+    def seq_len(self) -> int:
+        """Model input length: question + answer - 1."""
+        return self.question_len + self.path_len - 1
+
+    def label(self) -> str:
+        return f"G({self.degree},{self.path_len}) N={self.nodes}"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to use: the network, its task, objective and tokenizer, and the file's metadata."""
+
+    model: torch.nn.Module
+    task: TaskSpec
+    objective: Objective
+    meta: dict
+    path: Path | None = None
+    name: str | None = None
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return Tokenizer(self.task.nodes)
+
+    @property
+    def arch(self) -> str:
+        return self.meta.get("config", {}).get("arch", "gpt")
+
+    @property
+    def display_name(self) -> str:
+        return self.name or (str(self.path) if self.path else "model")
+
+
+# ------------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)``, fsync, then rename onto ``path``; the old file survives any failure."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(text)
+
+    atomic_write(path, write)
+
+
+# ------------------------------------------------------------------------------------------------
+# Model files
+
+
+def build_model(config: GPTConfig) -> torch.nn.Module:
+    if config.arch == "gpt":
+        return GPT(config)
+    if config.arch == "mamba":
+        from .mamba import Mamba
+
+        return Mamba(config)
+    raise ModelFileError(f"unknown architecture {config.arch!r}")
+
+
+def make_meta(model: torch.nn.Module, task: TaskSpec, objective: Objective, **extra) -> dict:
+    return {
+        "format": FORMAT,
+        "config": model.config.to_dict(),
+        "task": {"degree": task.degree, "path_len": task.path_len, "nodes": task.nodes},
+        "objective": objective.to_meta(),
+        **extra,
+    }
+
+
+def save(path: str | Path, model: torch.nn.Module, meta: dict) -> None:
+    """Save weights (tied embeddings handled by ``save_model``) with ``meta`` as JSON in the header."""
+    model = getattr(model, "module", model)  # unwrap DDP
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+
+    def write(tmp: str) -> None:
+        save_model(model, tmp, metadata={META_KEY: json.dumps(meta)})
+
+    atomic_write(Path(path), write)
+
+
+def read_meta(path: Path) -> dict:
+    """The ntp-probe metadata of a safetensors file, or a ModelFileError saying what is wrong."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    if size == 0:
+        raise ModelFileError(f"{path}: empty file (zero bytes), not a model")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        first = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        raise ModelFileError(f"{path}: not a readable safetensors file ({first})") from None
+    if META_KEY not in header:
+        raise ModelFileError(f"{path}: a safetensors file, but not an ntp-probe model (no '{META_KEY}' metadata)")
+    try:
+        meta = json.loads(header[META_KEY])
+    except json.JSONDecodeError:
+        raise ModelFileError(f"{path}: the ntp-probe metadata is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: unsupported model format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+    for key in ("config", "task", "objective"):
+        if not isinstance(meta.get(key), dict):
+            raise ModelFileError(f"{path}: the metadata has no '{key}' section")
+    return meta
+
+
+def load_file(path: str | Path, device: str | torch.device = "cpu", name: str | None = None) -> LoadedModel:
+    path = Path(path)
+    meta = read_meta(path)
+    try:
+        task = TaskSpec(**{k: int(meta["task"][k]) for k in ("degree", "path_len", "nodes")})
+        config = GPTConfig.from_dict(meta["config"])
+        objective = objective_from_meta(meta["objective"])
+    except (KeyError, TypeError, ValueError, Exception) as e:  # noqa: BLE001 - any bad field is one message
+        raise ModelFileError(f"{path}: the metadata's config is incomplete or wrong ({e.__class__.__name__}: {e})") from None
+    if config.vocab_size != task.nodes + 4:
+        raise ModelFileError(f"{path}: config vocab_size {config.vocab_size} does not match N={task.nodes} (+4 specials)")
+    if config.block_size < task.seq_len:
+        raise ModelFileError(f"{path}: context {config.block_size} is shorter than the task's {task.seq_len} tokens")
+    if config.n_future != objective.n_future:
+        raise ModelFileError(f"{path}: config has {config.n_future} heads but the objective {objective.n_future}")
+    try:
+        model = build_model(config)
+    except ModelFileError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ModelFileError(f"{path}: cannot build the model from its config ({e})") from None
+    try:
+        missing, unexpected = st_load_model(model, str(path), strict=False, device=str(device))
+    except (SafetensorError, RuntimeError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()
+        msg = next((ln.strip() for ln in first if "size mismatch" in ln), first[0] if first else e.__class__.__name__)
+        raise ModelFileError(f"{path}: tensors do not match the config ({msg})") from None
+    if missing or unexpected:
+        what = f"missing {sorted(missing)[:3]}" if missing else f"unexpected {sorted(unexpected)[:3]}"
+        raise ModelFileError(f"{path}: tensors do not match the config ({what})")
+    model.to(device).eval()
+    return LoadedModel(model, task, objective, meta, path, name)
+
+
+# ------------------------------------------------------------------------------------------------
+# Finding a model by name
+
+
+def model_dirs() -> list[Path]:
+    """Where model names are looked up: $NTP_PROBE_MODELS, ./models, then the repository's models/."""
+    dirs = []
+    if env := os.environ.get("NTP_PROBE_MODELS"):
+        dirs.append(Path(env))
+    dirs.append(Path.cwd() / "models")
+    dirs.append(Path(__file__).resolve().parent.parent / "models")
+    out: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
+def resolve(spec: str | Path) -> tuple[Path, str | None]:
+    """MODEL argument -> (file, name): a .safetensors file, a directory holding one, or a shipped name."""
+    p = Path(spec)
+    if p.is_file():
+        return p, None
+    if p.is_dir():
+        if (p / MODEL_FILE).is_file():
+            return p / MODEL_FILE, p.name
+        raise ModelFileError(f"{p}: directory has no {MODEL_FILE}")
+    for d in model_dirs():
+        if (d / str(spec) / MODEL_FILE).is_file():
+            return d / str(spec) / MODEL_FILE, str(spec)
+    names = sorted(n for d in model_dirs() for n in (x.name for x in d.iterdir() if (x / MODEL_FILE).is_file()))
+    hint = f"; shipped models: {', '.join(names)}" if names else ""
+    raise ModelFileError(f"model {str(spec)!r} not found: not a file, a directory, or a model name{hint}")
+
+
+def load(spec: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    path, name = resolve(spec)
+    return load_file(path, device, name)
+
+
+def list_models() -> list[tuple[str, Path]]:
+    seen, out = set(), []
+    for d in model_dirs():
+        for x in sorted(d.iterdir()):
+            if (x / MODEL_FILE).is_file() and x.name not in seen:
+                seen.add(x.name)
+                out.append((x.name, x / MODEL_FILE))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Training state (for --resume): model + optimizer + step in one safetensors file
+
+
+def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict) -> None:
+    model = getattr(model, "module", model)
+    model = getattr(model, "_orig_mod", model)
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    osd = optimizer.state_dict()
+    for idx, st in osd["state"].items():
+        for k, v in st.items():
+            t = v if torch.is_tensor(v) else torch.tensor(v)
+            tensors[f"optim.{idx}.{k}"] = t.detach().contiguous().cpu()
+    meta = {**meta, "param_groups": osd["param_groups"]}
+
+    def write(tmp: str) -> None:
+        save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta)})
+
+    atomic_write(path, write)
+
+
+def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})[META_KEY])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        raise ModelFileError(f"{path}: cannot read the training state ({e.__class__.__name__}); start over with --force") from None
+    sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    if "wte.weight" in sd and hasattr(model, "lm_head"):
+        sd["lm_head.weight"] = sd["wte.weight"]
+    model.load_state_dict(sd)
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta

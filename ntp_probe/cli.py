@@ -1,0 +1,259 @@
+"""The ``ntp-probe`` command line: a thin shell over the engine and the probing API.
+
+Every error a user can cause is an ``NtpProbeError``: printed on one line to stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import NtpProbeError, UsageError
+
+app = typer.Typer(
+    name="ntp-probe",
+    help="See why next-token prediction with teacher forcing fails to learn planning (path-star graphs).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def handle_errors(fn):
+    """Turn the project's errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NtpProbeError as e:
+            raise fail(str(e).replace("[", r"\[")) from None
+        except BrokenPipeError:
+            sys.stderr.close()
+            raise typer.Exit(0) from None
+
+    return wrapper
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"ntp-probe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version and exit.")
+    ] = None,
+) -> None:
+    """[bold]ntp-probe[/]: generate path-star graphs, train, evaluate and probe models."""
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Torch CPU threads (default: torch's choice).", min=1)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+
+
+# ------------------------------------------------------------------------------------------------
+# generate
+
+
+@app.command()
+@handle_errors
+def generate(
+    degree: Annotated[int, typer.Option("--degree", "-d", help="Arms of the star (d).")] = 2,
+    path_len: Annotated[int, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l).")] = 5,
+    nodes: Annotated[int, typer.Option("--nodes", "-n", help="Node ids are drawn from 0..N-1.")] = 50,
+    count: Annotated[int, typer.Option("--count", "-c", help="How many graphs.", min=1)] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same lines).")] = 0,
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here (atomically) instead of stdout.")] = None,
+    question_only: Annotated[bool, typer.Option("--no-answer", help="Leave out the '=s,…,g' answers.")] = False,
+) -> None:
+    """Generate path-star graphs G(d, l) in the original line format [dim]u,v|…/s,g=s,…,g[/]."""
+    from .checkpoint import atomic_write_text
+    from .task import format_lines, generate as gen
+
+    lines = format_lines(gen(degree, path_len, nodes, count, seed=seed), with_answer=not question_only)
+    text = "\n".join(lines) + "\n"
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            atomic_write_text(out_file, text)
+        except OSError as e:
+            raise UsageError(f"--out {out_file}: cannot write ({e.strerror or e})") from None
+        err.print(f"wrote {count:,} graphs to {out_file}")
+
+
+# ------------------------------------------------------------------------------------------------
+# train
+
+
+@app.command()
+@handle_errors
+def train(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory: model.safetensors, metrics.jsonl, train_state.")],
+    degree: Annotated[int, typer.Option("--degree", "-d", help="Arms of the star (d).")] = 2,
+    path_len: Annotated[int, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l).")] = 5,
+    nodes: Annotated[int, typer.Option("--nodes", "-n", help="Node ids 0..N-1.")] = 50,
+    objective: Annotated[str, typer.Option("--objective", help="next-token, reverse, teacherless or multi-token.")] = "next-token",
+    future: Annotated[int, typer.Option("--future", help="Heads of the multi-token objective (k).")] = 4,
+    arch: Annotated[str, typer.Option("--arch", help="gpt (or mamba).")] = "gpt",
+    train_file: Annotated[Optional[Path], typer.Option("--train-file", help="Sample batches from this file instead of fresh graphs.")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.", min=1)] = 2000,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Graphs per step (per process).", min=1)] = 256,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW).")] = 1e-3,
+    min_lr: Annotated[float, typer.Option("--min-lr", help="Learning rate at the end of the cosine decay.")] = 1e-4,
+    warmup: Annotated[int, typer.Option("--warmup", help="Linear warm-up steps.")] = 100,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.")] = 0.0,
+    layers: Annotated[int, typer.Option("--layers", help="Transformer blocks.", min=1)] = 2,
+    d_model: Annotated[int, typer.Option("--d-model", help="Width.", min=8)] = 128,
+    heads: Annotated[int, typer.Option("--heads", help="Attention heads.", min=1)] = 4,
+    dropout: Annotated[float, typer.Option("--dropout", help="Dropout probability.")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for init and data.")] = 0,
+    device: DeviceOpt = "auto",
+    amp: Annotated[str, typer.Option("--amp", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16.")] = "auto",
+    eval_every: Annotated[int, typer.Option("--eval-every", help="Evaluate and checkpoint every K steps.", min=1)] = 250,
+    eval_count: Annotated[int, typer.Option("--eval-count", help="Held-out graphs per evaluation.", min=1)] = 2000,
+    target_accuracy: Annotated[Optional[float], typer.Option("--target-accuracy", help="Stop once held-out greedy accuracy reaches this.")] = None,
+    threads: ThreadsOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run in --out.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one line per evaluation.")] = False,
+) -> None:
+    """Train a model on G(d, l). Ctrl-C saves a checkpoint and exits 0; [bold]--resume[/] continues exactly."""
+    from .train import TrainConfig, run_command_line, train as run_train
+
+    set_threads(threads)
+    cfg = TrainConfig(
+        degree=degree, path_len=path_len, nodes=nodes, objective=objective, future=future, arch=arch,
+        layers=layers, d_model=d_model, heads=heads, dropout=dropout, steps=steps, batch_size=batch_size,
+        lr=lr, min_lr=min_lr, warmup=warmup, weight_decay=weight_decay, seed=seed, device=device, amp=amp,
+        eval_every=eval_every, eval_count=eval_count, target_accuracy=target_accuracy,
+        train_file=str(train_file) if train_file else None,
+    )
+    from .progress import TrainProgress
+
+    with TrainProgress(err, quiet=quiet or not err.is_terminal) as progress:
+        summary = run_train(cfg, out_dir, resume=resume, force=force, callback=progress, command=run_command_line())
+    m = summary["metrics"]
+    state = "interrupted, saved" if summary["interrupted"] else ("target reached" if summary["stopped_early"] else "done")
+    acc = f" greedy accuracy {m['accuracy']:.3f}, decision {m['decision_accuracy']:.3f}" if m else ""
+    err.print(f"{state}: step {summary['step']}/{summary['steps']} in {summary['wall_time_s']:.1f}s;{acc} → {out_dir}")
+
+
+# ------------------------------------------------------------------------------------------------
+# eval
+
+
+def load_graphs_arg(lm, data: Path | None, count: int, seed: int):
+    from .task import generate as gen, read_lines
+
+    if data is not None:
+        return read_lines(data, lm.task.nodes)
+    t = lm.task
+    return gen(t.degree, t.path_len, t.nodes, count, seed=seed)
+
+
+@app.command("eval")
+@handle_errors
+def eval_cmd(
+    model: Annotated[str, typer.Argument(help="A .safetensors file, a run directory, or a shipped model name.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format, with answers.")] = None,
+    count: Annotated[int, typer.Option("--count", help="Fresh graphs when no --data.", min=1)] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the fresh graphs.")] = 12345,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Graphs per forward pass.", min=1)] = 2000,
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a model: greedy and teacher-forced accuracy, per position, and the decision step."""
+    from .checkpoint import load
+    from .evaluate import evaluate
+    from .train import pick_device
+
+    set_threads(threads)
+    lm = load(model, pick_device(device))
+    graphs = load_graphs_arg(lm, data, count, seed)
+    res = evaluate(lm, graphs, batch_size=batch_size)
+    res = {"model": lm.display_name, "data": str(data) if data else f"fresh:seed={seed}", **res}
+    if as_json:
+        out.print_json(json.dumps(res)) if out.is_terminal else print(json.dumps(res))
+        return
+    from .render import eval_table
+
+    out.print(eval_table(lm, res))
+
+
+# ------------------------------------------------------------------------------------------------
+# models
+
+
+@app.command("models")
+@handle_errors
+def models_cmd(as_json: JsonOpt = False) -> None:
+    """List the shipped models (models/) with their task, objective and accuracy."""
+    from .checkpoint import list_models, read_meta
+
+    rows = []
+    for name, path in list_models():
+        try:
+            meta = read_meta(path)
+        except NtpProbeError as e:
+            rows.append({"name": name, "error": str(e)})
+            continue
+        t, m, tr = meta["task"], meta.get("metrics") or {}, meta.get("training") or {}
+        card = meta.get("card") or {}
+        rows.append({
+            "name": name,
+            "objective": meta["objective"]["name"],
+            "arch": meta["config"].get("arch", "gpt"),
+            "degree": t["degree"],
+            "path_len": t["path_len"],
+            "nodes": t["nodes"],
+            "layers": meta["config"]["n_layer"],
+            "d_model": meta["config"]["n_embd"],
+            "accuracy": card.get("accuracy", m.get("accuracy")),
+            "decision_accuracy": card.get("decision_accuracy", m.get("decision_accuracy")),
+            "forced_accuracy": card.get("forced_accuracy", m.get("forced_accuracy")),
+            "clever_hans_rate": card.get("clever_hans_rate"),
+            "steps": tr.get("steps"),
+            "path": str(path),
+        })
+    if as_json:
+        print(json.dumps(rows))
+        return
+    from .render import models_table
+
+    out.print(models_table(rows))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

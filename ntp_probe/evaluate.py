@@ -1,0 +1,70 @@
+"""Scoring a model on many graphs: greedy accuracy, teacher-forced accuracy, the decision step."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .checkpoint import LoadedModel
+from .decoding import greedy, teacher_forced
+from .errors import GraphError
+from .task import Graph, GraphBatch
+
+
+def as_batch(lm: LoadedModel, graphs: list[Graph] | GraphBatch) -> GraphBatch:
+    """Check that graphs fit the model (ids < N, edge count, path length) and batch them."""
+    if isinstance(graphs, GraphBatch):
+        return graphs
+    t = lm.task
+    for i, g in enumerate(graphs):
+        if len(g.edges) != t.num_edges or len(g.path) != t.path_len:
+            raise GraphError(
+                f"graph {i + 1}: {len(g.edges)} edges and a {len(g.path)}-node path, but the model was trained on "
+                f"{t.label()} ({t.num_edges} edges, {t.path_len}-node paths)"
+            )
+        if max(max(e) for e in g.edges) >= t.nodes:
+            raise GraphError(f"graph {i + 1}: node ids must be < {t.nodes} for this model")
+    return GraphBatch.from_graphs(graphs)
+
+
+@torch.no_grad()
+def evaluate(lm: LoadedModel, graphs: list[Graph] | GraphBatch, batch_size: int = 2000) -> dict:
+    batch = as_batch(lm, graphs)
+    device = next(lm.model.parameters()).device
+    obj, L = lm.objective, lm.task.path_len
+    n = len(batch)
+    correct = torch.zeros(L, dtype=torch.long)
+    forced_correct = torch.zeros(L, dtype=torch.long)
+    exact = decision = 0
+    t0 = time.perf_counter()
+    for lo in range(0, n, batch_size):
+        sl = slice(lo, lo + batch_size)
+        sub = GraphBatch(batch.edges[sl], batch.start[sl], batch.goal[sl], batch.path[sl])
+        sub = GraphBatch(*(t.to(device) for t in (sub.edges, sub.start, sub.goal, sub.path)))
+        q = lm.tokenizer.questions(sub)
+        answers = obj.answer(sub.path)
+        out = greedy(lm, q).tokens
+        hit = out == answers
+        correct += hit.sum(0).cpu()
+        exact += int(hit.all(1).sum())
+        decision += int((obj.to_path(out)[:, 1] == sub.path[:, 1]).sum())
+        tf = teacher_forced(lm, q, answers).argmax(-1)
+        forced_correct += (tf == answers).sum(0).cpu()
+    seconds = time.perf_counter() - t0
+    per_pos = (correct.double() / n).tolist()
+    forced_pos = (forced_correct.double() / n).tolist()
+    after = [forced_pos[p] for p in range(L) if obj.path_index(p, L) >= 2]
+    return {
+        "count": n,
+        "objective": obj.name,
+        "answer_order": obj.answer_order,
+        "accuracy": exact / n,
+        "per_position": per_pos,
+        "forced_accuracy": float(forced_correct.sum()) / (n * L),
+        "forced_per_position": forced_pos,
+        "forced_after_decision": sum(after) / len(after) if after else None,
+        "decision_accuracy": decision / n,
+        "chance": 1 / lm.task.degree,
+        "seconds": seconds,
+    }

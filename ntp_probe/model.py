@@ -1,0 +1,197 @@
+"""A small GPT in the style of nanoGPT: one config dataclass, pre-LayerNorm blocks, learned positions,
+causal ``scaled_dot_product_attention``, tied embeddings, optional dropout.
+
+Decoding support lives here too: a KV cache (``KVCache``) for step-by-step decoding, the
+per-layer/per-head attention weights of a step on request, the residual stream after every
+layer (for the logit lens), and ``n_future`` extra output heads for multi-token prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    block_size: int
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True
+    n_future: int = 1  # output heads: head j predicts token t+1+j; decoding uses head 0
+    arch: str = "gpt"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> GPTConfig:
+        known = GPTConfig.__dataclass_fields__
+        return GPTConfig(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class KVCache:
+    """Keys and values per layer, [B, H, T, hd] each; grows as tokens are appended."""
+
+    keys: list[torch.Tensor | None] = field(default_factory=list)
+    values: list[torch.Tensor | None] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return 0 if not self.keys or self.keys[0] is None else self.keys[0].shape[2]
+
+    def select(self, index: torch.Tensor) -> KVCache:
+        """Reorder/duplicate batch rows (beam search)."""
+        return KVCache([k[index] for k in self.keys], [v[index] for v in self.values])
+
+    def truncate(self, length: int) -> KVCache:
+        return KVCache([k[:, :, :length] for k in self.keys], [v[:, :, :length] for v in self.values])
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        assert cfg.n_embd % cfg.n_head == 0, "n_embd must be divisible by n_head"
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.n_head, self.dropout = cfg.n_head, cfg.dropout
+
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, want_attn: bool = False):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        past = 0
+        if cache is not None:
+            if len(cache.keys) <= layer:
+                cache.keys.append(k)
+                cache.values.append(v)
+            else:
+                past = cache.keys[layer].shape[2]
+                k = cache.keys[layer] = torch.cat([cache.keys[layer], k], dim=2)
+                v = cache.values[layer] = torch.cat([cache.values[layer], v], dim=2)
+        attn = None
+        if want_attn:
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            attn = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            y = attn.to(v.dtype) @ v
+        elif past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        elif T == 1:
+            y = F.scaled_dot_product_attention(q, k, v)
+        else:
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y)), attn
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cache=None, layer=0, want_attn=False):
+        a, attn = self.attn(self.ln_1(x), cache, layer, want_attn)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), attn
+
+
+@dataclass
+class Output:
+    logits: torch.Tensor  # [B, T, V] (head 0), or [B, T, H, V] with all_heads
+    attentions: list[torch.Tensor] | None = None  # per layer [B, heads, T, T_total]
+    hidden: list[torch.Tensor] | None = None  # residual stream: embeddings, then after each layer
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        # extra multi-token heads: one transformer block each, sharing ln_f and the unembedding
+        self.future = nn.ModuleList(Block(cfg) for _ in range(cfg.n_future - 1))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def new_cache(self) -> KVCache:
+        return KVCache()
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        cache: KVCache | None = None,
+        want_attn: bool = False,
+        want_hidden: bool = False,
+        all_heads: bool = False,
+    ) -> Output:
+        B, T = idx.shape
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.block_size:
+            raise ValueError(f"sequence of {past + T} tokens exceeds the model's context of {self.config.block_size}")
+        pos = torch.arange(past, past + T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        attns, hidden = ([] if want_attn else None), ([x] if want_hidden else None)
+        for i, block in enumerate(self.blocks):
+            x, a = block(x, cache, i, want_attn)
+            if want_attn:
+                attns.append(a)
+            if want_hidden:
+                hidden.append(x)
+        logits = self.lm_head(self.ln_f(x))
+        if all_heads:
+            extra = [self.lm_head(self.ln_f(head(x)[0])) for head in self.future]
+            logits = torch.stack([logits, *extra], dim=2)
+        return Output(logits, attns, hidden)
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Logit lens: final LayerNorm + unembedding applied to a residual-stream state."""
+        return self.lm_head(self.ln_f(h))
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token (forward + backward), PaLM-style estimate: 6N + 12·L·C·T."""
+        cfg = self.config
+        return 6 * self.num_params() + 12 * (cfg.n_layer + cfg.n_future - 1) * cfg.n_embd * seq_len

@@ -1,0 +1,103 @@
+"""Training objectives: how a (question, path) pair becomes inputs and targets, and the answer order.
+
+Each objective is a small frozen dataclass. All share one convention: the training sequence is
+``question + answer``, the model reads ``seq[:-1]`` and is scored only at answer positions.
+
+* ``next-token``  — teacher forcing, answer ``s, n1, …, g``.
+* ``reverse``     — teacher forcing, answer reversed ``g, …, n1, s``.
+* ``teacherless`` — the answer's inputs are ``$`` dummies, so every answer token is predicted
+  from the question alone (one forward pass at inference).
+* ``multi-token`` — ``k`` output heads predict t+1 … t+k (Gloeckle et al. 2024); decoding uses head 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .errors import UsageError
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    reverse: bool = False
+    teacherless: bool = False
+    n_future: int = 1
+
+    @property
+    def answer_order(self) -> str:
+        return "reverse" if self.reverse else "forward"
+
+    def answer(self, path: torch.Tensor) -> torch.Tensor:
+        """Path(s) in start->goal order -> answer in the model's order (last dim)."""
+        return path.flip(-1) if self.reverse else path
+
+    def to_path(self, answer: torch.Tensor) -> torch.Tensor:
+        return self.answer(answer)  # reversing is its own inverse
+
+    def to_path_list(self, answer: list[int]) -> list[int]:
+        return answer[::-1] if self.reverse else list(answer)
+
+    def path_index(self, position: int, length: int) -> int:
+        """Index in start->goal order of answer position ``position``."""
+        return length - 1 - position if self.reverse else position
+
+    def inputs(self, question: torch.Tensor, answer: torch.Tensor, dollar: int) -> torch.Tensor:
+        """Model input ``question + answer[:-1]``, with ``$`` in the answer part for teacherless."""
+        x = torch.cat([question, answer[:, :-1]], dim=1)
+        if self.teacherless:
+            x[:, question.shape[1] :] = dollar
+        return x
+
+    def targets(self, question: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+        """[B, T-1, n_future]: target of head j at position t is seq[t+1+j], answer positions only."""
+        seq = torch.cat([question, answer], dim=1)
+        B, T = seq.shape
+        Q = question.shape[1]
+        y = torch.full((B, T - 1, self.n_future), IGNORE, dtype=torch.long, device=seq.device)
+        for j in range(self.n_future):
+            lo = max(Q - 1 - j, 0)  # first position whose target seq[t+1+j] lies in the answer
+            hi = T - 1 - j
+            if hi > lo:
+                y[:, lo:hi, j] = seq[:, lo + 1 + j : hi + 1 + j]
+        return y
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over heads; ``logits`` is [B, T, V] or [B, T, H, V]."""
+        if logits.dim() == 3:
+            logits = logits.unsqueeze(2)
+        total = logits.new_zeros((), dtype=torch.float32)
+        for j in range(self.n_future):
+            total = total + F.cross_entropy(
+                logits[:, :, j].float().reshape(-1, logits.shape[-1]), targets[:, :, j].reshape(-1), ignore_index=IGNORE
+            )
+        return total / self.n_future
+
+    def to_meta(self) -> dict:
+        return {"name": self.name, "n_future": self.n_future}
+
+
+OBJECTIVES = ("next-token", "reverse", "teacherless", "multi-token")
+
+
+def make_objective(name: str, n_future: int = 4) -> Objective:
+    if name == "next-token":
+        return Objective(name)
+    if name == "reverse":
+        return Objective(name, reverse=True)
+    if name == "teacherless":
+        return Objective(name, teacherless=True)
+    if name == "multi-token":
+        if n_future < 2:
+            raise UsageError("multi-token needs --future ≥ 2 heads")
+        return Objective(name, n_future=n_future)
+    raise UsageError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
+
+
+def objective_from_meta(meta: dict) -> Objective:
+    return make_objective(meta["name"], meta.get("n_future", 4))

@@ -1,0 +1,376 @@
+"""The path-star task G(d, l) of Bachmann & Nagarajan (2024): generation, parsing, formatting.
+
+A path-star graph has a start node ``s`` with ``d`` arms; each arm is a chain of ``l - 1`` further
+nodes, so the path from ``s`` to any leaf has ``l`` nodes. Node ids are drawn at random from
+``0..N-1``; the goal is the leaf of a random arm; edges are listed parent->child, shuffled.
+
+Two text formats are read (and written):
+
+* the original repository's line format, byte-compatible with its data files::
+
+      32,3|16,12|3,19|32,34|34,6|6,16|19,47|47,28/32,12=32,34,6,16,12
+
+* a human format for typing::
+
+      2→1, 0→10, 9→3, 5→4 || find(9 → 7)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import GraphError
+
+# ------------------------------------------------------------------------------------------------
+# The graph
+
+
+@dataclass(frozen=True)
+class Graph:
+    """One problem instance: edges (parent, child), the query (start, goal) and, if known, the answer."""
+
+    edges: tuple[tuple[int, int], ...]
+    start: int
+    goal: int
+    answer: tuple[int, ...] | None = None  # the path as given in the input (line format only)
+    _children: dict[int, list[int]] = field(default=None, repr=False, compare=False, hash=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        children: dict[int, list[int]] = {}
+        for u, v in self.edges:
+            children.setdefault(u, []).append(v)
+        object.__setattr__(self, "_children", children)
+
+    # -- structure --------------------------------------------------------------------------------
+    @property
+    def nodes(self) -> set[int]:
+        return {x for e in self.edges for x in e}
+
+    def children(self, node: int) -> list[int]:
+        return list(self._children.get(node, ()))
+
+    def parents(self, node: int) -> list[int]:
+        return [u for u, v in self.edges if v == node]
+
+    def find_path(self) -> tuple[int, ...] | None:
+        """The start->goal path by breadth-first search over the edges (None if unreachable)."""
+        prev: dict[int, int] = {self.start: self.start}
+        frontier = [self.start]
+        while frontier:
+            nxt = []
+            for u in frontier:
+                for v in self._children.get(u, ()):
+                    if v not in prev:
+                        prev[v] = u
+                        nxt.append(v)
+            frontier = nxt
+        if self.goal not in prev:
+            return None
+        path = [self.goal]
+        while path[-1] != self.start:
+            path.append(prev[path[-1]])
+        return tuple(reversed(path))
+
+    @property
+    def path(self) -> tuple[int, ...]:
+        """The true start->goal path (the given answer if any, else found in the graph)."""
+        if self.answer is not None:
+            return self.answer
+        found = self.find_path()
+        if found is None:  # parse() rejects these, so only hand-built graphs get here
+            raise GraphError(f"no path from start {self.start} to goal {self.goal}")
+        return found
+
+    def arms(self) -> list[list[int]]:
+        """Each arm as the list of nodes after the start, following the first child at each step."""
+        arms = []
+        for first in self.children(self.start):
+            arm, node, seen = [first], first, {self.start, first}
+            while (kids := self._children.get(node)) and kids[0] not in seen:
+                node = kids[0]
+                seen.add(node)
+                arm.append(node)
+            arms.append(arm)
+        return arms
+
+    def topology(self) -> tuple[int, int]:
+        """(degree, path_len) as seen from the start: number of arms, nodes on the longest path."""
+        arms = self.arms()
+        return len(arms), 1 + max((len(a) for a in arms), default=0)
+
+    def ood_reasons(self, degree: int | None = None, path_len: int | None = None) -> list[str]:
+        """Why this graph is not an in-distribution path-star G(degree, path_len) (empty if it is)."""
+        reasons = []
+        arms = self.arms()
+        d, l = len(arms), 1 + max((len(a) for a in arms), default=0)
+        lengths = {len(a) for a in arms}
+        if len(lengths) > 1:
+            reasons.append(f"arms have unequal lengths {sorted(len(a) for a in arms)}")
+        on_arms = {self.start, *(x for a in arms for x in a)}
+        if len(on_arms) != sum(len(a) for a in arms) + 1 or self.nodes - on_arms:
+            reasons.append("not a star: some nodes are shared by arms or not on any arm")
+        if any(len(k) > 1 for n, k in self._children.items() if n != self.start):
+            reasons.append("a node other than the start has more than one child")
+        if any(len(self.parents(n)) > 1 for n in self.nodes):
+            reasons.append("a node has more than one parent (a cycle or a merge)")
+        if self.parents(self.start):
+            reasons.append("the start has a parent (a cycle through the start)")
+        if self.goal not in {a[-1] for a in arms if a}:
+            reasons.append("the goal is not the leaf of an arm")
+        if degree is not None and d != degree:
+            reasons.append(f"degree {d}, the model was trained on degree {degree}")
+        if path_len is not None and l != path_len:
+            reasons.append(f"path length {l}, the model was trained on path length {path_len}")
+        return reasons
+
+    def goal_arm(self) -> int | None:
+        """Index (in ``arms()``) of the arm holding the goal."""
+        for i, arm in enumerate(self.arms()):
+            if self.goal in arm:
+                return i
+        return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Formatting
+
+
+def format_line(g: Graph, with_answer: bool = True) -> str:
+    """The original repository's line format: ``u,v|u,v/s,g=s,...,g``."""
+    text = "|".join(f"{u},{v}" for u, v in g.edges) + f"/{g.start},{g.goal}"
+    if with_answer:
+        text += "=" + ",".join(map(str, g.path))
+    return text
+
+
+def format_human(g: Graph) -> str:
+    """The human format: ``a→b, c→d || find(s → g)``."""
+    return ", ".join(f"{u}→{v}" for u, v in g.edges) + f" || find({g.start} → {g.goal})"
+
+
+# ------------------------------------------------------------------------------------------------
+# Parsing
+
+_ARROW = re.compile(r"\s*(?:→|->|⟶|⇒|=>)\s*")
+_INT = re.compile(r"\s*(-?\d+)\s*$")
+_FIND = re.compile(r"^\s*(?:find\s*\(\s*(.*?)\s*\)|(.*?))\s*$", re.IGNORECASE | re.DOTALL)
+MAX_TEXT = 100_000  # characters; anything longer is not a graph a person typed
+
+
+def _node(text: str, what: str, nodes: int | None) -> int:
+    m = _INT.match(text)
+    if not m:
+        shown = text.strip() or "(empty)"
+        raise GraphError(f"{what}: {shown!r} is not a node id")
+    value = int(m.group(1))
+    if value < 0:
+        raise GraphError(f"{what}: node id {value} is negative")
+    if nodes is not None and value >= nodes:
+        raise GraphError(f"{what}: node id {value} is out of range (the model knows ids 0..{nodes - 1})")
+    return value
+
+
+def _validate(edges: list[tuple[int, int]], start: int, goal: int, where: list[str]) -> None:
+    seen: dict[tuple[int, int], int] = {}
+    for i, (u, v) in enumerate(edges):
+        if u == v:
+            raise GraphError(f"{where[i]}: self-loop {u}→{v}")
+        if (u, v) in seen:
+            raise GraphError(f"{where[i]}: duplicate edge {u}→{v} (first at edge {seen[(u, v)] + 1})")
+        seen[(u, v)] = i
+    nodes = {x for e in edges for x in e}
+    if not edges:
+        raise GraphError("the graph has no edges")
+    if start not in nodes:
+        raise GraphError(f"query: start {start} is not in the graph")
+    if goal not in nodes:
+        raise GraphError(f"query: goal {goal} is not in the graph")
+    if start == goal:
+        raise GraphError(f"query: start and goal are the same node {start}")
+
+
+def parse_line(text: str, nodes: int | None = None) -> Graph:
+    """Parse the original line format ``u,v|u,v|…/s,g[=s,…,g]``."""
+    text = text.strip()
+    if "/" not in text:
+        raise GraphError("line format: missing '/' between the edges and the query 's,g'")
+    if text.count("/") > 1:
+        raise GraphError("line format: more than one '/'")
+    edge_text, rest = text.split("/")
+    query, _, answer_text = rest.partition("=")
+    if "=" in answer_text:
+        raise GraphError("line format: more than one '='")
+    edges, where = [], []
+    for i, item in enumerate(edge_text.split("|")):
+        label = f"edge {i + 1} ({item.strip()!r})"
+        parts = item.split(",")
+        if len(parts) != 2:
+            raise GraphError(f"{label}: expected 'u,v'")
+        edges.append((_node(parts[0], label, nodes), _node(parts[1], label, nodes)))
+        where.append(label)
+    q = query.split(",")
+    if len(q) != 2:
+        raise GraphError(f"query {query.strip()!r}: expected 's,g' after '/'")
+    start, goal = _node(q[0], "query start", nodes), _node(q[1], "query goal", nodes)
+    _validate(edges, start, goal, where)
+    answer = None
+    if answer_text.strip():
+        answer = tuple(_node(x, f"answer token {j + 1}", nodes) for j, x in enumerate(answer_text.split(",")))
+    g = Graph(tuple(edges), start, goal, answer)
+    if answer is None and g.find_path() is None:
+        raise GraphError(f"query: goal {goal} is not reachable from start {start}")
+    return g
+
+
+def parse_human(text: str, nodes: int | None = None) -> Graph:
+    """Parse ``a→b, c->d … || find(s → g)``; newlines may separate edges and the query."""
+    if "||" in text:
+        if text.count("||") > 1:
+            raise GraphError("more than one '||'")
+        edge_text, query = text.split("||")
+    else:
+        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+        if len(lines) < 2:
+            raise GraphError("missing the query: end with '|| find(s → g)' or put 'find(s → g)' on its own line")
+        edge_text, query = "\n".join(lines[:-1]), lines[-1]
+    edges, where = [], []
+    items = [x for x in re.split(r"[,\n;]", edge_text) if x.strip()]
+    for i, item in enumerate(items):
+        label = f"edge {i + 1} ({item.strip()!r})"
+        parts = _ARROW.split(item)
+        if len(parts) != 2:
+            raise GraphError(f"{label}: expected 'a→b' or 'a->b'")
+        edges.append((_node(parts[0], label, nodes), _node(parts[1], label, nodes)))
+        where.append(label)
+    m = _FIND.match(query)
+    inner = (m.group(1) if m.group(1) is not None else m.group(2)) if m else query
+    q = [x for x in re.split(r"\s*(?:→|->|⟶|⇒|=>|,)\s*|\s+", inner.strip()) if x]
+    if len(q) != 2:
+        raise GraphError(f"query {query.strip()!r}: expected 'find(s → g)' or 's g'")
+    start, goal = _node(q[0], "query start", nodes), _node(q[1], "query goal", nodes)
+    _validate(edges, start, goal, where)
+    g = Graph(tuple(edges), start, goal)
+    if g.find_path() is None:
+        raise GraphError(f"query: goal {goal} is not reachable from start {start}")
+    return g
+
+
+def parse(text: str, nodes: int | None = None) -> Graph:
+    """Parse either format; ``nodes`` (the model's N) bounds the ids when given."""
+    if len(text) > MAX_TEXT:
+        raise GraphError(f"input is {len(text):,} characters long; a graph is at most {MAX_TEXT:,}")
+    if not text.strip():
+        raise GraphError("the graph is empty")
+    if "→" in text or "->" in text or "||" in text or "find" in text.lower() or "⟶" in text or "=>" in text:
+        return parse_human(text, nodes)
+    if "/" in text:
+        return parse_line(text, nodes)
+    return parse_human(text, nodes)
+
+
+def read_lines(path: str | Path, nodes: int | None = None) -> list[Graph]:
+    """Read a data file, one graph a line (original format, answers optional)."""
+    p = Path(path)
+    try:
+        raw = p.read_text()
+    except FileNotFoundError:
+        raise GraphError(f"{p}: no such file") from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as e:
+        raise GraphError(f"{p}: cannot read graphs ({e.__class__.__name__})") from None
+    graphs = []
+    for i, line in enumerate(raw.splitlines()):
+        if not line.strip():
+            continue
+        try:
+            graphs.append(parse_line(line, nodes))
+        except GraphError as e:
+            raise GraphError(f"{p}:{i + 1}: {e}") from None
+    if not graphs:
+        raise GraphError(f"{p}: no graphs in file")
+    return graphs
+
+
+# ------------------------------------------------------------------------------------------------
+# Generation (vectorised)
+
+
+@dataclass
+class GraphBatch:
+    """A batch of path-star graphs as tensors: edges [B, E, 2], start [B], goal [B], path [B, l]."""
+
+    edges: torch.Tensor
+    start: torch.Tensor
+    goal: torch.Tensor
+    path: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.start.shape[0]
+
+    def graphs(self) -> Iterator[Graph]:
+        edges, start, goal, path = (t.tolist() for t in (self.edges, self.start, self.goal, self.path))
+        for e, s, g, p in zip(edges, start, goal, path):
+            yield Graph(tuple(map(tuple, e)), s, g, tuple(p))
+
+    @staticmethod
+    def from_graphs(graphs: Iterable[Graph]) -> GraphBatch:
+        graphs = list(graphs)
+        return GraphBatch(
+            edges=torch.tensor([g.edges for g in graphs], dtype=torch.long),
+            start=torch.tensor([g.start for g in graphs], dtype=torch.long),
+            goal=torch.tensor([g.goal for g in graphs], dtype=torch.long),
+            path=torch.tensor([g.path for g in graphs], dtype=torch.long),
+        )
+
+
+def check_topology(degree: int, path_len: int, nodes: int) -> None:
+    if degree < 1 or path_len < 2:
+        raise GraphError(f"G({degree},{path_len}): need degree ≥ 1 and path length ≥ 2")
+    needed = degree * (path_len - 1) + 1
+    if needed > nodes:
+        raise GraphError(f"G({degree},{path_len}) needs {needed} distinct nodes but only {nodes} ids exist")
+
+
+def generate(
+    degree: int,
+    path_len: int,
+    nodes: int,
+    count: int,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
+) -> GraphBatch:
+    """``count`` random G(degree, path_len) graphs over ids 0..nodes-1, seeded and vectorised."""
+    check_topology(degree, path_len, nodes)
+    if generator is None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(0 if seed is None else seed)
+    k = degree * (path_len - 1) + 1
+    # k distinct ids per graph: the first k entries of a random permutation of 0..N-1
+    ids = torch.rand(count, nodes, generator=generator, device=device).argsort(dim=1)[:, :k]
+    start = ids[:, 0]
+    arms = ids[:, 1:].view(count, degree, path_len - 1)
+    parents = torch.cat([start[:, None, None].expand(count, degree, 1), arms[:, :, :-1]], dim=2)
+    edges = torch.stack([parents, arms], dim=-1).view(count, degree * (path_len - 1), 2)
+    order = torch.rand(count, edges.shape[1], generator=generator, device=device).argsort(dim=1)
+    edges = torch.gather(edges, 1, order[:, :, None].expand_as(edges))
+    goal_arm = torch.randint(degree, (count,), generator=generator, device=device)
+    arm = arms[torch.arange(count, device=device), goal_arm]
+    path = torch.cat([start[:, None], arm], dim=1)
+    return GraphBatch(edges=edges, start=start, goal=arm[:, -1], path=path)
+
+
+def format_lines(batch: GraphBatch, with_answer: bool = True) -> list[str]:
+    """Original line format for a whole batch (fast: one join per line over precomputed strings)."""
+    names = [str(i) for i in range(int(batch.edges.max()) + 1 if batch.edges.numel() else 1)]
+    out = []
+    for e, s, g, p in zip(batch.edges.tolist(), batch.start.tolist(), batch.goal.tolist(), batch.path.tolist()):
+        line = "|".join(f"{names[u]},{names[v]}" for u, v in e) + f"/{names[s]},{names[g]}"
+        if with_answer:
+            line += "=" + ",".join(names[x] for x in p)
+        out.append(line)
+    return out

@@ -1,0 +1,70 @@
+"""Token ids, the original repository's numbering: node i -> i, '|' -> N, '=' -> N+1, '/' -> N+2, '$' -> N+3.
+
+Commas are dropped, so the question ``u,v|u,v/s,g=`` becomes ``u v | u v / s g =``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .task import Graph, GraphBatch
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    nodes: int
+
+    @property
+    def pipe(self) -> int:
+        return self.nodes
+
+    @property
+    def eq(self) -> int:
+        return self.nodes + 1
+
+    @property
+    def slash(self) -> int:
+        return self.nodes + 2
+
+    @property
+    def dollar(self) -> int:
+        return self.nodes + 3
+
+    @property
+    def vocab_size(self) -> int:
+        return self.nodes + 4
+
+    @staticmethod
+    def question_len(num_edges: int) -> int:
+        return 3 * num_edges - 1 + 4
+
+    def question(self, g: Graph) -> list[int]:
+        ids: list[int] = []
+        for i, (u, v) in enumerate(g.edges):
+            if i:
+                ids.append(self.pipe)
+            ids += [u, v]
+        return ids + [self.slash, g.start, g.goal, self.eq]
+
+    def questions(self, batch: GraphBatch) -> torch.Tensor:
+        """[B, Q] question ids for a batch of graphs with the same number of edges."""
+        B, E, _ = batch.edges.shape
+        dev = batch.edges.device
+        body = torch.cat([batch.edges, torch.full((B, E, 1), self.pipe, device=dev)], dim=2).view(B, 3 * E)[:, :-1]
+        tail = torch.stack(
+            [torch.full_like(batch.start, self.slash), batch.start, batch.goal, torch.full_like(batch.start, self.eq)],
+            dim=1,
+        )
+        return torch.cat([body, tail], dim=1)
+
+    def token_str(self, i: int) -> str:
+        if 0 <= i < self.nodes:
+            return str(i)
+        return {self.pipe: "|", self.eq: "=", self.slash: "/", self.dollar: "$"}.get(i, f"<{i}>")
+
+    def edge_of_position(self, g: Graph, pos: int) -> tuple[int, int] | None:
+        """The edge (u, v) a question position belongs to (None for the '/s g =' tail)."""
+        i = pos // 3
+        return g.edges[i] if i < len(g.edges) and pos < 3 * len(g.edges) - 1 else None

@@ -1,0 +1,369 @@
+"""The training loop: fresh seeded graphs every step, AdamW with warm-up + cosine decay, periodic
+held-out evaluation, atomic checkpoints, Ctrl-C saves, ``resume`` continues exactly.
+
+Determinism: the batch and the dropout noise of step k depend only on (seed, rank, k), so an
+interrupted and resumed run produces the same weights as an uninterrupted one.
+
+Runs under ``torchrun`` with DistributedDataParallel when WORLD_SIZE > 1: each rank draws its own
+seeded data stream, only rank 0 evaluates and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from .checkpoint import LoadedModel, TaskSpec
+from .errors import NtpProbeError, UsageError
+from .evaluate import evaluate
+from .model import GPTConfig
+from .objectives import make_objective
+from .task import GraphBatch, check_topology, generate, read_lines
+from .tokenizer import Tokenizer
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    degree: int = 2
+    path_len: int = 5
+    nodes: int = 50
+    objective: str = "next-token"
+    future: int = 4  # heads for multi-token
+    arch: str = "gpt"
+    layers: int = 2
+    d_model: int = 128
+    heads: int = 4
+    dropout: float = 0.0
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    eval_every: int = 250
+    eval_count: int = 2000
+    train_file: str | None = None
+    target_accuracy: float | None = None  # stop early once held-out greedy accuracy reaches this
+
+
+Callback = Callable[[dict], None]
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise UsageError(f"--device {name}: choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def autocast_ctx(device: torch.device, amp: str):
+    if amp not in ("auto", "fp32", "bf16"):
+        raise UsageError(f"--amp {amp}: choose auto, fp32 or bf16")
+    use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    if use_bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class _StopFlag:
+    """SIGINT sets a flag checked between steps (a second Ctrl-C interrupts at once)."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._old = None
+
+    def __enter__(self):
+        if threading_main():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, *_):
+        self.set = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+class DataStream:
+    """Batch of step k for a rank: fresh graphs, or a seeded sample of a training file."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, rank: int = 0):
+        self.cfg, self.device, self.rank = cfg, device, rank
+        self.tok = Tokenizer(cfg.nodes)
+        self.objective = make_objective(cfg.objective, cfg.future)
+        self.pool: GraphBatch | None = None
+        if cfg.train_file:
+            graphs = read_lines(cfg.train_file, cfg.nodes)
+            pool = GraphBatch.from_graphs(graphs)
+            self.pool = GraphBatch(*(t.to(device) for t in (pool.edges, pool.start, pool.goal, pool.path)))
+
+    def generator(self, step: int) -> torch.Generator:
+        g = torch.Generator(device=self.device)
+        g.manual_seed((self.cfg.seed * 1_000_003 + self.rank * 7_919 + step) % (2**63 - 1))
+        return g
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, gen = self.cfg, self.generator(step)
+        if self.pool is None:
+            b = generate(cfg.degree, cfg.path_len, cfg.nodes, cfg.batch_size, generator=gen, device=self.device)
+        else:
+            idx = torch.randint(len(self.pool), (cfg.batch_size,), generator=gen, device=self.device)
+            p = self.pool
+            b = GraphBatch(p.edges[idx], p.start[idx], p.goal[idx], p.path[idx])
+        q = self.tok.questions(b)
+        a = self.objective.answer(b.path)
+        return self.objective.inputs(q, a, self.tok.dollar), self.objective.targets(q, a)
+
+
+def _prepare_out(out: Path, resume: bool, force: bool) -> None:
+    state = out / ckpt.STATE_FILE
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    if resume:
+        if not state.is_file():
+            raise UsageError(f"--resume: {out} has no {ckpt.STATE_FILE} to resume from")
+        return
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise UsageError(f"--out {out}: directory exists and is not empty; use --resume to continue or --force to overwrite")
+        for name in (ckpt.STATE_FILE, ckpt.MODEL_FILE, METRICS_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                (out / name).unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+
+
+def _trim_metrics(path: Path, upto_step: int) -> None:
+    """Keep only complete metric lines up to the resumed step (drops torn and repeated lines)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("step", 0) <= upto_step:
+            keep.append(line)
+    ckpt.atomic_write_text(path, "".join(x + "\n" for x in keep))
+
+
+def _append_metric(path: Path, rec: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    force: bool = False,
+    callback: Callback | None = None,
+    command: str | None = None,
+) -> dict:
+    """Train and return a summary. Writes ``model.safetensors``, ``train_state.safetensors``, ``metrics.jsonl``."""
+    out = Path(out)
+    check_topology(cfg.degree, cfg.path_len, cfg.nodes)
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.eval_every < 1:
+        raise UsageError("--steps, --batch-size and --eval-every must be ≥ 1")
+    if cfg.d_model % cfg.heads:
+        raise UsageError(f"--d-model {cfg.d_model} must be divisible by --heads {cfg.heads}")
+    objective = make_objective(cfg.objective, cfg.future)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = pick_device(cfg.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    is_main = rank == 0
+    if is_main:
+        _prepare_out(out, resume, force)
+    if world > 1:
+        torch.distributed.barrier()
+    emit = callback if (callback and is_main) else (lambda e: None)
+
+    task = TaskSpec(cfg.degree, cfg.path_len, cfg.nodes)
+    tok = Tokenizer(cfg.nodes)
+    mcfg = GPTConfig(
+        vocab_size=tok.vocab_size,
+        block_size=task.seq_len,
+        n_layer=cfg.layers,
+        n_head=cfg.heads,
+        n_embd=cfg.d_model,
+        dropout=cfg.dropout,
+        n_future=objective.n_future,
+        arch=cfg.arch,
+    )
+    torch.manual_seed(cfg.seed)
+    model = ckpt.build_model(mcfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start_step, wall_before = 0, 0.0
+    if resume:
+        state_meta = ckpt.load_state(out / ckpt.STATE_FILE, model, opt)
+        saved_cfg = state_meta.get("train", {})
+        for key in ("degree", "path_len", "nodes", "objective", "layers", "d_model", "heads", "arch", "seed", "batch_size"):
+            if key in saved_cfg and saved_cfg[key] != getattr(cfg, key):
+                raise UsageError(f"--resume: {key}={getattr(cfg, key)!r} differs from the run's {saved_cfg[key]!r}")
+        start_step = int(state_meta["step"])
+        wall_before = float(state_meta.get("wall_time_s", 0.0))
+        if is_main:
+            _trim_metrics(out / METRICS_FILE, start_step)
+    raw_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    data = DataStream(cfg, device, rank)
+    eval_set = generate(cfg.degree, cfg.path_len, cfg.nodes, cfg.eval_count, seed=cfg.seed + 999_983, device=device)
+    lm = LoadedModel(raw_model, task, objective, {})
+    seq_tokens = task.seq_len
+    amp = autocast_ctx(device, cfg.amp)
+    emit({"event": "start", "step": start_step, "steps": cfg.steps, "device": str(device), "params": raw_model.num_params()})
+
+    t_start = time.perf_counter()
+    loss_sum, loss_n, step = 0.0, 0, start_step
+    if resume:  # the running loss since the last evaluation, so the next metric line is unchanged
+        loss_sum, loss_n = float(state_meta.get("loss_sum", 0.0)), int(state_meta.get("loss_n", 0))
+    last_metrics: dict = {}
+    interrupted = stopped_early = False
+
+    def wall() -> float:
+        return wall_before + time.perf_counter() - t_start
+
+    def save(step_done: int) -> None:
+        if not is_main:
+            return
+        summary = {
+            "steps": step_done,
+            "target_steps": cfg.steps,
+            "wall_time_s": round(wall(), 2),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "world_size": world,
+            "tokens_seen": step_done * cfg.batch_size * world * seq_tokens,
+            "command": command,
+        }
+        train_meta = asdict(cfg)
+        ckpt.save_state(out / ckpt.STATE_FILE, raw_model, opt, {"step": step_done, "wall_time_s": wall(), "train": train_meta,
+                                                                 "loss_sum": loss_sum, "loss_n": loss_n})
+        meta = ckpt.make_meta(raw_model, task, objective, training={**summary, "config": train_meta}, metrics=last_metrics)
+        ckpt.save(out / ckpt.MODEL_FILE, raw_model, meta)
+        emit({"event": "save", "step": step_done})
+
+    with _StopFlag() as stop:
+        model.train()
+        while step < cfg.steps:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            torch.manual_seed(cfg.seed * 1_000_003 + rank * 7_919 + step + 1)  # dropout noise of this step
+            x, y = data.batch(step)
+            with amp:
+                logits = model(x, all_heads=objective.n_future > 1).logits
+            loss = objective.loss(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            loss_sum += loss.item()
+            loss_n += 1
+            emit({"event": "step", "step": step, "loss": loss_sum / loss_n, "lr": opt.param_groups[0]["lr"]})
+            halt = stop.set
+            if world > 1:
+                flag = torch.tensor([float(halt)], device=device)
+                torch.distributed.all_reduce(flag)
+                halt = bool(flag.item())
+            at_eval = step % cfg.eval_every == 0 or step == cfg.steps
+            if at_eval and is_main:
+                raw_model.eval()
+                with amp:
+                    m = evaluate(lm, eval_set)
+                raw_model.train()
+                elapsed = wall()
+                last_metrics = {k: m[k] for k in ("accuracy", "per_position", "forced_accuracy", "forced_per_position",
+                                                  "forced_after_decision", "decision_accuracy")}
+                rec = {"step": step, "loss": loss_sum / loss_n, "lr": opt.param_groups[0]["lr"], **last_metrics,
+                       "eval_count": cfg.eval_count, "wall_time_s": round(elapsed, 3)}
+                _append_metric(out / METRICS_FILE, rec)
+                emit({"event": "eval", **rec})
+                loss_sum, loss_n = 0.0, 0
+                if cfg.target_accuracy is not None and m["accuracy"] >= cfg.target_accuracy:
+                    stopped_early = True
+            if world > 1 and cfg.target_accuracy is not None and at_eval:
+                flag = torch.tensor([float(stopped_early)], device=device)
+                torch.distributed.broadcast(flag, 0)
+                stopped_early = bool(flag.item())
+            if at_eval or halt or stopped_early:
+                save(step)
+            if halt:
+                interrupted = True
+                break
+            if stopped_early:
+                break
+    if world > 1:
+        torch.distributed.barrier()
+    summary = {"step": step, "steps": cfg.steps, "interrupted": interrupted, "stopped_early": stopped_early,
+               "wall_time_s": wall(), "metrics": last_metrics, "out": str(out)}
+    emit({"event": "done", **summary})
+    return summary
+
+
+def run_command_line() -> str:
+    return "ntp-probe " + " ".join(_quote(a) for a in sys.argv[1:])
+
+
+def _quote(a: str) -> str:
+    import shlex
+
+    return shlex.quote(a)
+
+
+__all__ = ["TrainConfig", "train", "NtpProbeError"]
