@@ -273,6 +273,14 @@ def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     atomic_write(path, write)
 
 
+def read_state_meta(path: Path) -> dict:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads((f.metadata() or {})[META_KEY])
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        raise ModelFileError(f"{path}: cannot read the training state ({e.__class__.__name__}); start over with --force") from None
+
+
 def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     try:
         with safe_open(str(path), framework="pt") as f:

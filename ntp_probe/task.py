@@ -268,7 +268,7 @@ def parse(text: str, nodes: int | None = None) -> Graph:
         raise GraphError("the graph is empty")
     if "→" in text or "->" in text or "||" in text or "find" in text.lower() or "⟶" in text or "=>" in text:
         return parse_human(text, nodes)
-    if "/" in text:
+    if "/" in text or "|" in text or re.match(r"\s*\d+\s*,\s*\d+\s*$", text):
         return parse_line(text, nodes)
     return parse_human(text, nodes)
 

@@ -241,16 +241,18 @@ def train(
         n_future=objective.n_future,
         arch=cfg.arch,
     )
+    if resume:
+        saved_cfg = ckpt.read_state_meta(out / ckpt.STATE_FILE).get("train", {})
+        for key in ("degree", "path_len", "nodes", "objective", "future", "layers", "d_model", "heads", "arch", "seed",
+                    "batch_size"):
+            if key in saved_cfg and saved_cfg[key] != getattr(cfg, key):
+                raise UsageError(f"--resume: {key}={getattr(cfg, key)!r} differs from the run's {saved_cfg[key]!r}")
     torch.manual_seed(cfg.seed)
     model = ckpt.build_model(mcfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_step, wall_before = 0, 0.0
     if resume:
         state_meta = ckpt.load_state(out / ckpt.STATE_FILE, model, opt)
-        saved_cfg = state_meta.get("train", {})
-        for key in ("degree", "path_len", "nodes", "objective", "layers", "d_model", "heads", "arch", "seed", "batch_size"):
-            if key in saved_cfg and saved_cfg[key] != getattr(cfg, key):
-                raise UsageError(f"--resume: {key}={getattr(cfg, key)!r} differs from the run's {saved_cfg[key]!r}")
         start_step = int(state_meta["step"])
         wall_before = float(state_meta.get("wall_time_s", 0.0))
         if is_main:

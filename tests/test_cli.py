@@ -1,0 +1,76 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import FIXTURES
+from ntp_probe import __version__
+from ntp_probe.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_version():
+    r = run("--version")
+    assert r.exit_code == 0 and __version__ in r.output
+
+
+def test_generate_is_seeded_and_parses(tmp_path):
+    a = run("generate", "--degree", 2, "--path-len", 5, "--nodes", 50, "--count", 5, "--seed", 3)
+    b = run("generate", "--degree", 2, "--path-len", 5, "--nodes", 50, "--count", 5, "--seed", 3)
+    assert a.exit_code == 0 and a.stdout == b.stdout and len(a.stdout.splitlines()) == 5
+    out = tmp_path / "g.txt"
+    assert run("generate", "--count", 7, "--out", out).exit_code == 0
+    assert len(out.read_text().splitlines()) == 7
+
+
+def test_generate_impossible_topology_is_exit_2():
+    r = run("generate", "--degree", 10, "--path-len", 10, "--nodes", 20)
+    assert r.exit_code == 2 and "needs 91 distinct nodes" in r.stderr
+
+
+def test_train_then_eval_json(tmp_path):
+    out = tmp_path / "run"
+    r = run("train", "--out", out, "--degree", 2, "--path-len", 3, "--nodes", 10, "--objective", "reverse", "--steps", 20,
+            "--batch-size", 32, "--layers", 1, "--d-model", 32, "--heads", 2, "--eval-every", 10, "--eval-count", 50, "-q")
+    assert r.exit_code == 0, r.output
+    assert (out / "model.safetensors").is_file() and (out / "metrics.jsonl").is_file()
+    r = run("eval", out, "--data", FIXTURES / "deg_2_path_3_nodes_10_test_head100.txt", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    for key in ("count", "accuracy", "per_position", "forced_accuracy", "forced_per_position", "decision_accuracy"):
+        assert key in res
+    assert res["count"] == 100 and len(res["per_position"]) == 3
+    r = run("eval", out, "--count", 30)
+    assert r.exit_code == 0 and "greedy accuracy" in r.stdout
+    # a second train into the same directory is refused
+    r = run("train", "--out", out, "--steps", 1)
+    assert r.exit_code == 2 and "--resume" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["eval", "no-such-model"], "not found"),
+        (["eval", "{fixture}"], "not a readable safetensors"),
+        (["train", "--out", "{tmp}/x", "--d-model", 30, "--heads", 4], "divisible"),
+        (["train", "--out", "{tmp}/x", "--objective", "sideways"], "unknown objective"),
+    ],
+)
+def test_errors_are_one_line_exit_2(tmp_path, args, fragment):
+    args = [str(a).format(fixture=FIXTURES / "README.md", tmp=tmp_path) for a in args]
+    r = run(*args)
+    assert r.exit_code == 2, r.output
+    assert fragment in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.output
+
+
+def test_eval_with_mismatched_data_is_exit_2(trained, tmp_path):
+    lm = trained("next-token")
+    r = run("eval", lm.path, "--data", FIXTURES / "deg_2_path_5_nodes_50_test_head200.txt")
+    assert r.exit_code == 2 and "out of range" in r.stderr
