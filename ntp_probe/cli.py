@@ -251,6 +251,69 @@ def models_cmd(as_json: JsonOpt = False) -> None:
     out.print(models_table(rows))
 
 
+# ------------------------------------------------------------------------------------------------
+# probe / clever-hans
+
+
+@app.command()
+@handle_errors
+def probe(
+    model: Annotated[str, typer.Argument(help="A .safetensors file, a run directory, or a shipped model name.")],
+    graph: Annotated[Optional[str], typer.Option("--graph", "-g", help="One graph, in the line or the human format.")] = None,
+    graphs: Annotated[Optional[Path], typer.Option("--graphs", help="A file of graphs, one a line (original format).")] = None,
+    force: Annotated[Optional[str], typer.Option("--force", "-f", help="Force the first answer tokens, e.g. 9,3 (model's order).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Top tokens shown per step.", min=1)] = 5,
+    threads: ThreadsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Decode graphs step by step, optionally forcing a (wrong) prefix, and show every step's distribution."""
+    from .checkpoint import load
+    from .probing import ProbeSession, parse_for_model, parse_force
+    from .task import read_lines
+
+    if (graph is None) == (graphs is None):
+        raise UsageError("give exactly one of --graph TEXT or --graphs FILE")
+    set_threads(threads)
+    lm = load(model)
+    items = [parse_for_model(graph, lm)] if graph is not None else read_lines(graphs, lm.task.nodes)
+    for g in items:
+        session = ProbeSession(lm, g)
+        if force:
+            session.set_forced_prefix(parse_force(force, lm, g))
+        if as_json:
+            print(json.dumps(session.to_json(top_k)), flush=True)
+        else:
+            from .render import probe_panel
+
+            out.print(probe_panel(session, top_k))
+
+
+@app.command("clever-hans")
+@handle_errors
+def clever_hans_cmd(
+    model: Annotated[str, typer.Argument(help="A .safetensors file, a run directory, or a shipped model name.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format.")] = None,
+    count: Annotated[int, typer.Option("--count", help="Fresh graphs when no --data.", min=1)] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the fresh graphs and of the wrong-arm choice.")] = 12345,
+    threads: ThreadsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Force the decision step onto a wrong arm and measure whether the model follows it (the Clever Hans cheat)."""
+    from .checkpoint import load
+    from .metrics import clever_hans
+
+    set_threads(threads)
+    lm = load(model)
+    res = clever_hans(lm, load_graphs_arg(lm, data, count, seed), seed=seed)
+    res["data"] = str(data) if data else f"fresh:seed={seed}"
+    if as_json:
+        print(json.dumps(res))
+        return
+    from .render import clever_hans_table
+
+    out.print(clever_hans_table(res))
+
+
 def main() -> None:
     app()
 

@@ -39,3 +39,52 @@ def models_table(rows: list[dict]) -> Table:
             _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["clever_hans_rate"]), str(r["steps"] or "—"),
         )
     return t
+
+
+def probe_panel(session, top_k: int = 5):
+    """A probe session as Rich renderables: the answer with forced tokens marked, then top-k per step."""
+    from rich.console import Group
+    from rich.text import Text
+
+    s = session
+    head = Text()
+    head.append(f"{s.lm.display_name}", style="bold")
+    head.append(f"  {s.objective.name}, {s.answer_order} order, {s.lm.task.label()}\n", style="dim")
+    head.append("graph  ", style="dim")
+    from .task import format_human
+
+    head.append(format_human(s.graph) + "\n")
+    head.append("answer ", style="dim")
+    for st in s.steps:
+        style = "bold magenta underline" if st.forced else ("green" if st.token == st.correct else "red")
+        head.append(s.token_str(st.token) + ("*" if st.forced else ""), style=style)
+        head.append(" ")
+    verdict = "[correct]" if s.correct else "[wrong]"
+    head.append(f"  path {' → '.join(map(s.token_str, s.path))}  ", style="dim")
+    head.append(verdict, style="bold green" if s.correct else "bold red")
+    if s.ood:
+        head.append("\nout of distribution: " + "; ".join(s.ood), style="yellow")
+    t = Table(box=None, pad_edge=False)
+    for col in ("pos", "token", "entropy", "legal mass", "correct (rank)", f"top {top_k}"):
+        t.add_column(col)
+    for st in s.steps:
+        tops = "  ".join(f"{s.token_str(tok)}:{p:.2f}" for tok, p in st.top(top_k))
+        corr = "—" if st.correct is None else f"{s.token_str(st.correct)} (#{st.correct_rank}, {st.correct_prob:.2f})"
+        t.add_row(str(st.position), s.token_str(st.token) + (" [magenta]forced[/]" if st.forced else ""),
+                  f"{st.entropy:.3f}", f"{st.legal_mass:.3f}", corr, tops)
+    return Group(head, t)
+
+
+def clever_hans_table(res: dict) -> Table:
+    t = Table(title=f"Clever Hans probe: {res['model']} ({res['objective']}), {res['count']:,} graphs", title_justify="left")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_column("what it means", style="dim")
+    t.add_row("clever_hans_rate", _f(res["clever_hans_rate"]),
+              "forced onto a wrong arm, the model walks it to the wrong leaf (it learned 'child of previous token')")
+    fr = " ".join("—" if x is None else f"{x:.2f}" for x in res["follow_rate_per_position"])
+    t.add_row("follow rate per position", fr, "fraction still on the wrong arm at each answer position (0, 1 forced)")
+    t.add_row("decision_accuracy", _f(res["decision_accuracy"]), f"greedy arm choice right (chance {res['chance']:.2f})")
+    t.add_row("decision_entropy", _f(res["decision_entropy"]), f"nats at the decision; uniform over arms is log d = {res['log_degree']:.3f}")
+    t.add_row("decision_mass_on_children", _f(res["decision_mass_on_children"]), "probability on the start's children")
+    return t

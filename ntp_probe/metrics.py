@@ -1,0 +1,82 @@
+"""Batch measurements of the two failures: the Clever Hans cheat and the indecipherable token."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .checkpoint import LoadedModel
+from .decoding import greedy, teacher_forced
+from .errors import UsageError
+from .evaluate import as_batch
+from .task import Graph, GraphBatch
+
+
+def arm_table(batch: GraphBatch, degree: int, path_len: int, nodes: int) -> torch.Tensor:
+    """[B, d, l-1] the arms of each path-star graph, first node after the start first."""
+    B = len(batch)
+    u, v = batch.edges[..., 0], batch.edges[..., 1]
+    from_start = u == batch.start[:, None]
+    firsts = v[from_start].view(B, degree)
+    nxt = torch.full((B, nodes + 1), nodes, dtype=torch.long, device=u.device)  # nodes = "no child"
+    uu = torch.where(from_start, torch.full_like(u, nodes), u)  # start edges go to the dummy column
+    nxt.scatter_(1, uu, v)
+    arms = [firsts]
+    for _ in range(path_len - 2):
+        arms.append(torch.gather(nxt, 1, arms[-1].clamp(max=nodes)))
+    return torch.stack(arms, dim=2)
+
+
+@torch.no_grad()
+def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0, batch_size: int = 2000) -> dict:
+    """Force the decision step onto a wrong arm and decode greedily; measure whether the model follows it."""
+    obj, t = lm.objective, lm.task
+    if obj.reverse:
+        raise UsageError(
+            f"clever-hans does not apply to {lm.display_name}: a reverse model answers goal→start, where every step "
+            "is a lookup of the parent and there is no arm to choose; probe it with 'ntp-probe probe' instead"
+        )
+    if t.degree < 2:
+        raise UsageError("clever-hans needs at least two arms (degree ≥ 2)")
+    batch = as_batch(lm, graphs)
+    device = next(lm.model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    n, L, d = len(batch), t.path_len, t.degree
+    follow = torch.zeros(L, dtype=torch.long)
+    hans = decision_ok = 0
+    ent_sum = mass_sum = 0.0
+    for lo in range(0, n, batch_size):
+        sub = GraphBatch(*(x[lo : lo + batch_size].to(device) for x in (batch.edges, batch.start, batch.goal, batch.path)))
+        B = len(sub)
+        arms = arm_table(sub, d, L, t.nodes)  # [B, d, l-1]
+        goal_arm = (arms[:, :, -1] == sub.goal[:, None]).float().argmax(1)
+        shift = torch.randint(1, d, (B,), generator=gen).to(device)  # a uniformly random wrong arm
+        wrong = arms[torch.arange(B, device=device), (goal_arm + shift) % d]  # [B, l-1]
+        q = lm.tokenizer.questions(sub)
+        forced = torch.full((B, L), -1, dtype=torch.long, device=device)
+        forced[:, 0], forced[:, 1] = sub.start, wrong[:, 0]
+        out = greedy(lm, q, forced).tokens
+        hit = out[:, 1:] == wrong  # positions 1..l-1 against the wrong arm
+        follow[1:] += hit.sum(0).cpu()
+        hans += int(hit[:, 1:].all(1).sum())
+        # the unforced decision: greedy choice, and its distribution given the true prefix "s"
+        dec_logits = teacher_forced(lm, q, obj.answer(sub.path))[:, 1]
+        p = dec_logits.softmax(-1)
+        ent_sum += float(-(p * p.clamp_min(1e-12).log()).sum(-1).sum())
+        mass_sum += float(p.gather(1, arms[:, :, 0]).sum())
+        decision_ok += int((greedy(lm, q).tokens[:, 1] == sub.path[:, 1]).sum())
+    per_pos = (follow.double() / n).tolist()
+    per_pos[0] = per_pos[1] = None  # the forced start and the forced wrong node
+    return {
+        "count": n,
+        "model": lm.display_name,
+        "objective": obj.name,
+        "clever_hans_rate": hans / n,
+        "follow_rate_per_position": per_pos,
+        "decision_accuracy": decision_ok / n,
+        "decision_entropy": ent_sum / n,
+        "log_degree": math.log(d),
+        "decision_mass_on_children": mass_sum / n,
+        "chance": 1 / d,
+    }

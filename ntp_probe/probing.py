@@ -1,0 +1,343 @@
+"""The probing API: a session over (model, graph) that a UI drives without knowing model internals.
+
+A ``ProbeSession`` holds a graph, a model, the forced tokens (answer position -> token, in the
+model's answer order) and a cursor (how many answer tokens have been revealed). Every change
+re-decodes the whole answer greedily with the forced tokens kept, and re-scores every position:
+the full next-token distribution, top-k, entropy, the mass on legal moves, the correct token and
+its rank. Stepping only moves the cursor over that result, so it costs nothing; a force or a new
+graph costs one decode (a few milliseconds for the shipped models).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .checkpoint import LoadedModel
+from .decoding import greedy
+from .errors import GraphError
+from .task import Graph, format_line, parse
+
+
+@dataclass
+class Step:
+    """One answer position, in the model's order."""
+
+    position: int
+    path_index: int  # the same position in start->goal order
+    token: int
+    forced: bool
+    probs: torch.Tensor  # [V]
+    entropy: float  # nats
+    legal: list[int]  # the legal tokens here: children (parents, for reverse) of the previous token
+    legal_mass: float
+    correct: int | None  # the true answer's token at this position
+    correct_rank: int | None  # 1 = the model's top choice
+    correct_prob: float | None
+
+    def top(self, k: int) -> list[tuple[int, float]]:
+        p, i = self.probs.topk(min(k, self.probs.numel()))
+        return list(zip(i.tolist(), p.tolist()))
+
+
+@dataclass
+class AttentionView:
+    """Attention of one answer step over its input, every layer and head."""
+
+    position: int
+    labels: list[str]  # input tokens as text
+    weights: torch.Tensor  # [layers, heads, inputs]
+    edge_scores: torch.Tensor  # [layers, heads, edges]: weight on the edge's two node tokens
+    edges: list[tuple[int, int]]
+
+    def top_edge(self, layer: int, head: int) -> tuple[tuple[int, int], float]:
+        i = int(self.edge_scores[layer, head].argmax())
+        return self.edges[i], float(self.edge_scores[layer, head, i])
+
+
+def parse_for_model(text: str, lm: LoadedModel) -> Graph:
+    """Parse graph text and check it fits the model (ids < N, question within the context)."""
+    g = parse(text, nodes=lm.task.nodes)
+    check_fits(g, lm)
+    return g
+
+
+def check_fits(g: Graph, lm: LoadedModel) -> None:
+    n = max(max(e) for e in g.edges)
+    if n >= lm.task.nodes:
+        raise GraphError(f"node id {n} is out of range: the model knows ids 0..{lm.task.nodes - 1}")
+    length = lm.tokenizer.question_len(len(g.edges)) + lm.task.path_len - 1
+    block = getattr(lm.model, "config").block_size
+    if length > block:
+        raise GraphError(
+            f"{len(g.edges)} edges make a {length}-token sequence, longer than the model's context of {block} "
+            f"(trained on {lm.task.label()}, {lm.task.num_edges} edges)"
+        )
+
+
+def parse_force(text: str, lm: LoadedModel, graph: Graph | None = None) -> list[int]:
+    """``--force 9,3`` -> [9, 3]: node ids in the model's answer order, at most path_len, in the graph."""
+    items = [x.strip() for x in text.replace(" ", ",").split(",") if x.strip()]
+    if not items:
+        raise GraphError("--force: empty list; give node ids like 9,3")
+    if len(items) > lm.task.path_len:
+        raise GraphError(f"--force: {len(items)} tokens, but the answer has only {lm.task.path_len} positions")
+    out = []
+    for i, x in enumerate(items):
+        if not x.lstrip("-").isdigit():
+            raise GraphError(f"--force: item {i + 1} {x!r} is not a node id")
+        v = int(x)
+        if not 0 <= v < lm.task.nodes:
+            raise GraphError(f"--force: node {v} is out of range (the model knows ids 0..{lm.task.nodes - 1})")
+        if graph is not None and v not in graph.nodes:
+            raise GraphError(f"--force: node {v} is not in the graph")
+        out.append(v)
+    return out
+
+
+class ProbeSession:
+    def __init__(self, lm: LoadedModel, graph: Graph, forced: dict[int, int] | None = None, cursor: int | None = None):
+        self.lm = lm
+        self.graph = graph
+        check_fits(graph, lm)
+        self.forced: dict[int, int] = {}
+        for pos, tok in (forced or {}).items():
+            self._check_force(pos, tok)
+            self.forced[pos] = tok
+        self.length = lm.task.path_len
+        self.cursor = self.length if cursor is None else max(0, min(cursor, self.length))
+        self.steps: list[Step] = []
+        self.rescore()
+
+    # -- derived facts ------------------------------------------------------------------------------
+    @property
+    def objective(self):
+        return self.lm.objective
+
+    @property
+    def answer_order(self) -> str:
+        return self.objective.answer_order
+
+    @property
+    def tokens(self) -> list[int]:
+        return [s.token for s in self.steps]
+
+    @property
+    def path(self) -> list[int]:
+        """The decoded answer in start->goal order."""
+        return self.objective.to_path_list(self.tokens)
+
+    @property
+    def true_path(self) -> list[int]:
+        return list(self.graph.path)
+
+    @property
+    def true_answer(self) -> list[int]:
+        return self.objective.to_path_list(self.true_path)  # reversing is its own inverse
+
+    @property
+    def correct(self) -> bool:
+        return self.path == self.true_path
+
+    @property
+    def ood(self) -> list[str]:
+        return self.graph.ood_reasons(self.lm.task.degree, self.lm.task.path_len)
+
+    @property
+    def decision_position(self) -> int:
+        """Answer position (model order) of the arm choice: the node after the start."""
+        return self.objective.path_index(1, self.length)
+
+    @property
+    def current(self) -> int:
+        """The position whose distribution is on show: the next one to decode (the last when done)."""
+        return min(self.cursor, self.length - 1)
+
+    def token_str(self, t: int) -> str:
+        return self.lm.tokenizer.token_str(t)
+
+    # -- changing the state ----------------------------------------------------------------------
+    def _check_force(self, position: int, token: int) -> None:
+        if not 0 <= position < self.lm.task.path_len:
+            raise GraphError(f"position {position} is outside the answer (0..{self.lm.task.path_len - 1})")
+        if not 0 <= token < self.lm.task.nodes:
+            raise GraphError(f"node {token} is out of range (the model knows ids 0..{self.lm.task.nodes - 1})")
+
+    def set_graph(self, graph: Graph, keep_forced: bool = False) -> None:
+        check_fits(graph, self.lm)
+        self.graph = graph
+        if not keep_forced:
+            self.forced = {}
+        self.cursor = 0
+        self.rescore()
+
+    def force(self, position: int, token: int) -> None:
+        """Force ``token`` at ``position``; everything after it is re-decoded; the cursor moves past it."""
+        self._check_force(position, token)
+        self.forced[position] = token
+        self.cursor = max(self.cursor, position + 1)
+        self.rescore()
+
+    def force_here(self, token: int) -> None:
+        self.force(self.current, token)
+
+    def unforce(self, position: int) -> None:
+        if self.forced.pop(position, None) is not None:
+            self.rescore()
+
+    def clear_forced(self) -> None:
+        if self.forced:
+            self.forced = {}
+            self.rescore()
+
+    def set_forced_prefix(self, tokens: list[int]) -> None:
+        for i, t in enumerate(tokens):
+            self._check_force(i, t)
+        self.forced = dict(enumerate(tokens))
+        self.rescore()
+
+    def step(self) -> None:
+        self.cursor = min(self.length, self.cursor + 1)
+
+    def back(self) -> None:
+        self.cursor = max(0, self.cursor - 1)
+
+    def run_to_end(self) -> None:
+        self.cursor = self.length
+
+    def reset(self) -> None:
+        self.cursor = 0
+
+    def wrong_arm_token(self) -> int | None:
+        """For the Clever Hans demo: the first node of an arm that does not lead to the goal (forward order),
+        or, for reverse models, a node that is not the goal's parent."""
+        arms = self.graph.arms()
+        goal_arm = self.graph.goal_arm()
+        if self.answer_order == "forward":
+            current = self.steps[self.decision_position].token
+            options = [a[0] for i, a in enumerate(arms) if i != goal_arm and a]
+            if not options:
+                return None
+            # the next sibling after the one on show, so repeated presses cycle through the wrong arms
+            return next((o for o in options if o != current), options[0])
+        wrong = [x for i, a in enumerate(arms) if i != goal_arm for x in a[:-1]]
+        return wrong[0] if wrong else None
+
+    def force_wrong_arm(self) -> int | None:
+        """Force the start and a wrong arm's first node (forward models): the Clever Hans demo."""
+        tok = self.wrong_arm_token()
+        if tok is None:
+            return None
+        if self.answer_order == "forward":
+            self.forced[0] = self.graph.start
+            self.forced[1] = tok
+            self.cursor = max(self.cursor, 2)
+            self.rescore()
+        else:
+            self.force(self.decision_position, tok)
+        return tok
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def _forced_tensor(self) -> torch.Tensor:
+        f = torch.full((1, self.length), -1, dtype=torch.long)
+        for p, t in self.forced.items():
+            f[0, p] = t
+        return f
+
+    def _question(self) -> torch.Tensor:
+        dev = next(self.lm.model.parameters()).device
+        return torch.tensor([self.lm.tokenizer.question(self.graph)], device=dev)
+
+    def legal_moves(self, position: int, tokens: list[int]) -> list[int]:
+        g = self.graph
+        if position == 0:
+            return [g.start] if self.answer_order == "forward" else [g.goal]
+        prev = tokens[position - 1]
+        return g.children(prev) if self.answer_order == "forward" else g.parents(prev)
+
+    @torch.no_grad()
+    def rescore(self) -> None:
+        forced = self._forced_tensor().to(self._question().device)
+        dec = greedy(self.lm, self._question(), forced)
+        tokens = dec.tokens[0].tolist()
+        probs = dec.logits[0].float().softmax(-1).cpu()
+        truth = self.true_answer
+        steps = []
+        for p in range(self.length):
+            pr = probs[p]
+            ent = float(-(pr * pr.clamp_min(1e-12).log()).sum())
+            legal = self.legal_moves(p, tokens)
+            correct = truth[p] if p < len(truth) else None
+            rank = prob = None
+            if correct is not None:
+                prob = float(pr[correct])
+                rank = int((pr > pr[correct]).sum()) + 1
+            steps.append(Step(p, self.objective.path_index(p, self.length), tokens[p], p in self.forced, pr, ent,
+                              legal, float(pr[legal].sum()) if legal else 0.0, correct, rank, prob))
+        self.steps = steps
+
+    @torch.no_grad()
+    def attention(self, position: int | None = None) -> AttentionView | None:
+        """Attention at an answer step over its input (None for models without attention, e.g. Mamba)."""
+        if self.lm.arch != "gpt":
+            return None
+        p = self.current if position is None else position
+        q = self._question()
+        ans = torch.tensor([self.tokens], device=q.device)
+        x = self.objective.inputs(q, ans, self.lm.tokenizer.dollar)
+        if self.objective.teacherless:  # forced tokens are written into the input, like the decoder does
+            for fp, t in self.forced.items():
+                if fp < self.length - 1:
+                    x[0, q.shape[1] + fp] = t
+        out = self.lm.model(x, want_attn=True)
+        row = q.shape[1] - 1 + p
+        w = torch.stack([a[0, :, row, : row + 1] for a in out.attentions]).float().cpu()  # [layers, heads, row+1]
+        E = len(self.graph.edges)
+        idx = torch.arange(E)
+        edge_scores = w[:, :, 3 * idx] + w[:, :, 3 * idx + 1]
+        labels = [self.token_str(t) for t in x[0, : row + 1].tolist()]
+        return AttentionView(p, labels, w, edge_scores, list(self.graph.edges))
+
+    # -- views -----------------------------------------------------------------------------------
+    def mirror(self, lm: LoadedModel) -> ProbeSession:
+        """The same graph and forced prefix (mapped by path position) for another model."""
+        forced = {}
+        for p, t in self.forced.items():
+            i = self.objective.path_index(p, self.length)
+            forced[lm.objective.path_index(i, lm.task.path_len)] = t
+        return ProbeSession(lm, self.graph, forced, self.cursor)
+
+    def to_json(self, top_k: int = 5) -> dict:
+        tok = self.token_str
+        return {
+            "model": self.lm.display_name,
+            "objective": self.objective.name,
+            "graph": format_line(self.graph, with_answer=False),
+            "answer_order": self.answer_order,
+            "tokens": [tok(t) for t in self.tokens],
+            "forced": [s.forced for s in self.steps],
+            "steps": [
+                {
+                    "position": s.position,
+                    "path_index": s.path_index,
+                    "token": tok(s.token),
+                    "forced": s.forced,
+                    "entropy": round(s.entropy, 6),
+                    "top": [{"token": tok(t), "prob": round(p, 6)} for t, p in s.top(top_k)],
+                    "correct_token": None if s.correct is None else tok(s.correct),
+                    "correct_rank": s.correct_rank,
+                    "correct_prob": None if s.correct_prob is None else round(s.correct_prob, 6),
+                    "legal": [tok(t) for t in s.legal],
+                    "legal_mass": round(s.legal_mass, 6),
+                }
+                for s in self.steps
+            ],
+            "path": [tok(t) for t in self.path],
+            "true_path": self.true_path,
+            "correct": self.correct,
+            "ood": self.ood,
+        }
+
+
+__all__ = ["ProbeSession", "Step", "AttentionView", "parse_for_model", "parse_force", "check_fits"]
