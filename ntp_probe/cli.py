@@ -314,6 +314,98 @@ def clever_hans_cmd(
     out.print(clever_hans_table(res))
 
 
+# ------------------------------------------------------------------------------------------------
+# reproduce / ship
+
+
+@app.command()
+@handle_errors
+def reproduce(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the runs, report.md and the plots.")],
+    degree: Annotated[int, typer.Option("--degree", "-d", help="Arms of the star (d).")] = 2,
+    path_len: Annotated[int, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l).")] = 5,
+    nodes: Annotated[int, typer.Option("--nodes", "-n", help="Node ids 0..N-1.")] = 50,
+    objectives: Annotated[str, typer.Option("--objectives", help="Comma-separated objectives to train.")] = "next-token,reverse,teacherless",
+    models: Annotated[Optional[str], typer.Option("--models", help="Evaluate these existing models (comma-separated) instead of training.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Score on this file (original format) instead of fresh graphs.")] = None,
+    count: Annotated[int, typer.Option("--count", help="Fresh graphs to score on when no --data.", min=1)] = 2000,
+    steps: Annotated[int, typer.Option("--steps", help="Training steps per objective.", min=1)] = 1500,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 256,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
+    layers: Annotated[int, typer.Option("--layers", min=1)] = 2,
+    d_model: Annotated[int, typer.Option("--d-model", min=8)] = 128,
+    heads: Annotated[int, typer.Option("--heads", min=1)] = 4,
+    eval_every: Annotated[int, typer.Option("--eval-every", min=1)] = 100,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
+    report: Annotated[str, typer.Option("--report", help="File name of the report inside --out.")] = "report.md",
+) -> None:
+    """Train the objectives side by side with one recipe (or score --models) and write a report with plots."""
+    from .checkpoint import load
+    from .report import metrics_for, score, sparkline, train_all, write_report
+    from .train import TrainConfig, run_command_line
+
+    set_threads(threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if models:
+        lms = [load(m.strip()) for m in models.split(",") if m.strip()]
+    else:
+        from .progress import TrainProgress
+
+        base = TrainConfig(degree=degree, path_len=path_len, nodes=nodes, steps=steps, batch_size=batch_size, lr=lr,
+                           layers=layers, d_model=d_model, heads=heads, eval_every=eval_every, seed=seed, device=device)
+        objs = [o.strip() for o in objectives.split(",") if o.strip()]
+        progress = {}
+
+        def callback_for(obj):
+            err.print(f"[bold]{obj}[/]")
+            progress[obj] = TrainProgress(err, quiet=True)
+            return progress[obj]
+
+        runs = train_all(base, objs, out_dir, callback_for, command=run_command_line())
+        lms = [load(r) for r in runs]
+    tasks = {lm.task for lm in lms}
+    if len(tasks) != 1:
+        raise UsageError("--models must all be trained on the same G(d,l) and N")
+    lm0 = lms[0]
+    graphs = load_graphs_arg(lm0, data, count, seed + 12345)
+    rows, curves = [], {}
+    for lm in lms:
+        err.print(f"scoring {lm.display_name} …")
+        rows.append(score(lm, graphs, seed=seed))
+        curves[lm.display_name] = metrics_for(lm)
+    desc = f"`{data.name}` ({len(graphs):,} graphs)" if data else f"{count:,} fresh graphs (seed {seed + 12345})"
+    path = write_report(rows, curves, out_dir, lm0.task.label(), desc, run_command_line(), report)
+    from .render import reproduce_table
+
+    out.print(reproduce_table(rows, lm0.task.label()))
+    for name, recs in curves.items():
+        if recs:
+            out.print(f"[bold]{name}[/] greedy per position over {recs[-1]['step']} steps")
+            for p in range(len(recs[0]["per_position"])):
+                out.print(f"  pos {p} {sparkline([r['per_position'][p] for r in recs])}", highlight=False)
+    err.print(f"report: {path}")
+
+
+@app.command(hidden=True)
+@handle_errors
+def ship(
+    run: Annotated[str, typer.Argument(help="A run directory (or model) to package.")],
+    name: Annotated[str, typer.Option("--name", help="Model name: the folder models/NAME.")],
+    data: Annotated[Path, typer.Option("--data", help="Test file the card's figures are measured on.")],
+    models_dir: Annotated[Path, typer.Option("--models-dir", help="Where shipped models live.")] = Path("models"),
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Package a trained run as a shipped model: weights with its card figures, metrics.jsonl, README.md."""
+    from .cards import ship_model
+
+    set_threads(threads)
+    path = ship_model(run, name, data, models_dir, seed)
+    err.print(f"shipped {name} → {path}")
+
+
 def main() -> None:
     app()
 

@@ -88,3 +88,13 @@ def clever_hans_table(res: dict) -> Table:
     t.add_row("decision_entropy", _f(res["decision_entropy"]), f"nats at the decision; uniform over arms is log d = {res['log_degree']:.3f}")
     t.add_row("decision_mass_on_children", _f(res["decision_mass_on_children"]), "probability on the start's children")
     return t
+
+
+def reproduce_table(rows: list[dict], label: str) -> Table:
+    t = Table(title=f"{label}: objectives compared", title_justify="left")
+    for col in ("model", "objective", "greedy", "decision", "forced", "forced after decision", "clever-hans"):
+        t.add_column(col, justify="left" if col in ("model", "objective") else "right")
+    for r in rows:
+        t.add_row(r["name"], r["objective"], _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["forced_accuracy"]),
+                  _f(r["forced_after_decision"]), _f(r["clever_hans_rate"]))
+    return t

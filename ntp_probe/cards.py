@@ -1,0 +1,75 @@
+"""Shipping a trained run as ``models/<name>/``: the weights (figures in the header), its learning
+curve and a model card measured on a test file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from .evaluate import evaluate
+from .metrics import clever_hans
+from .task import read_lines
+from .train import METRICS_FILE
+
+
+def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: int = 0) -> Path:
+    lm = ckpt.load(run)
+    graphs = read_lines(data, lm.task.nodes)
+    ev = evaluate(lm, graphs)
+    ev = {"model": name, "data": data.name, **ev}
+    ch = None
+    if not lm.objective.reverse:
+        ch = {"model": name, "data": data.name, **clever_hans(lm, graphs, seed=seed)}
+    dest = Path(models_dir) / name
+    dest.mkdir(parents=True, exist_ok=True)
+    card = {k: ev[k] for k in ("accuracy", "decision_accuracy", "forced_accuracy", "forced_after_decision", "per_position",
+                               "forced_per_position", "count")}
+    card["data"] = data.name
+    card["clever_hans_rate"] = ch["clever_hans_rate"] if ch else None
+    meta = {**lm.meta, "card": card}
+    ckpt.save(dest / ckpt.MODEL_FILE, lm.model, meta)
+    src_metrics = lm.path.parent / METRICS_FILE
+    if src_metrics.is_file():
+        shutil.copyfile(src_metrics, dest / METRICS_FILE)
+    ckpt.atomic_write_text(dest / "README.md", card_markdown(name, lm, ev, ch))
+    return dest
+
+
+def card_markdown(name: str, lm: ckpt.LoadedModel, ev: dict, ch: dict | None) -> str:
+    tr = lm.meta.get("training", {})
+    cfg = lm.meta["config"]
+    t = lm.task
+    lines = [
+        f"# {name}",
+        "",
+        f"A {cfg['n_layer']}-layer, {cfg['n_embd']}-wide, {cfg['n_head']}-head {cfg.get('arch', 'gpt').upper()} trained with the "
+        f"**{lm.objective.name}** objective on path-star graphs {t.label()} ({t.degree} arms, {t.path_len}-node paths, "
+        f"answer in {lm.objective.answer_order} order).",
+        "",
+        "## Training",
+        "",
+        "```bash",
+        str(tr.get("command") or "(command not recorded)"),
+        "```",
+        "",
+        f"- steps: {tr.get('steps')} of {tr.get('target_steps')}, batch {tr.get('config', {}).get('batch_size')}, "
+        f"fresh graphs every step",
+        f"- wall time: {tr.get('wall_time_s')} s on {tr.get('device')} (world size {tr.get('world_size', 1)})",
+        f"- parameters: {lm.model.num_params():,}",
+        "",
+        f"## Figures on `{ev['data']}` ({ev['count']:,} graphs)",
+        "",
+        f"- greedy accuracy (whole answer): **{ev['accuracy']:.4f}**",
+        f"- decision accuracy (arm choice): **{ev['decision_accuracy']:.4f}** (chance {1 / t.degree:.3f})",
+        f"- teacher-forced accuracy: {ev['forced_accuracy']:.4f}; after the decision: {ev['forced_after_decision']:.4f}",
+    ]
+    if ch:
+        lines.append(f"- clever_hans_rate: **{ch['clever_hans_rate']:.4f}**; decision entropy {ch['decision_entropy']:.3f} nats "
+                     f"(log d = {ch['log_degree']:.3f})")
+    lines += ["", "`ntp-probe eval --json`:", "", "```json", json.dumps({k: v for k, v in ev.items() if k != "seconds"}), "```"]
+    if ch:
+        lines += ["", "`ntp-probe clever-hans --json`:", "", "```json", json.dumps(ch), "```"]
+    lines += ["", f"Reproduce these figures: `ntp-probe eval {name} --data {ev['data']} --json`.", ""]
+    return "\n".join(lines)

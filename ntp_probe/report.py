@@ -1,0 +1,149 @@
+"""The paper's comparison in one command: train (or load) one model per objective, score them on the
+same graphs, and write ``report.md`` with a table and learning-curve plots (PNG)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from .checkpoint import LoadedModel
+from .errors import NtpProbeError
+from .evaluate import evaluate
+from .metrics import clever_hans
+from .train import METRICS_FILE, TrainConfig, train
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def metrics_for(lm: LoadedModel) -> list[dict]:
+    """The learning curve that sits next to a model file (run directories and shipped models have one)."""
+    return read_metrics(lm.path.parent / METRICS_FILE) if lm.path else []
+
+
+def sparkline(values: list[float]) -> str:
+    return "".join(SPARK[min(len(SPARK) - 1, max(0, int(v * (len(SPARK) - 1) + 0.5)))] for v in values)
+
+
+def score(lm: LoadedModel, graphs, seed: int = 0) -> dict:
+    row = evaluate(lm, graphs)
+    row["clever_hans_rate"] = None
+    if not lm.objective.reverse:
+        ch = clever_hans(lm, graphs, seed=seed)
+        row.update({k: ch[k] for k in ("clever_hans_rate", "decision_entropy", "decision_mass_on_children")})
+    row["name"] = lm.display_name
+    row["training"] = lm.meta.get("training", {})
+    return row
+
+
+def train_all(base: TrainConfig, objectives: list[str], out: Path, callback_for=None, command: str | None = None) -> list[Path]:
+    """Train one model per objective with the same recipe into ``out/<objective>``; resumes unfinished runs."""
+    runs = []
+    for obj in objectives:
+        run = out / obj
+        cfg = replace(base, objective=obj)
+        resume = (run / ckpt.STATE_FILE).is_file()
+        if resume and ckpt.read_state_meta(run / ckpt.STATE_FILE).get("step", 0) >= cfg.steps:
+            runs.append(run)
+            continue
+        train(cfg, run, resume=resume, force=not resume, callback=callback_for(obj) if callback_for else None, command=command)
+        runs.append(run)
+    return runs
+
+
+def plot_curves(curves: dict[str, list[dict]], out: Path, title: str) -> list[Path]:
+    """One PNG per objective: greedy (solid) and teacher-forced (dashed) accuracy per answer position over steps."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:  # pragma: no cover - matplotlib is a dependency
+        raise NtpProbeError(f"plots need matplotlib ({e})") from None
+    files = []
+    for name, recs in curves.items():
+        if not recs:
+            continue
+        steps = [r["step"] for r in recs]
+        L = len(recs[0]["per_position"])
+        fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+        colors = plt.get_cmap("viridis")([i / max(1, L - 1) for i in range(L)])
+        for p in range(L):
+            ax.plot(steps, [r["per_position"][p] for r in recs], color=colors[p], lw=2, label=f"pos {p} greedy")
+            ax.plot(steps, [r["forced_per_position"][p] for r in recs], color=colors[p], lw=1, ls="--")
+        ax.plot(steps, [r["accuracy"] for r in recs], color="crimson", lw=2.5, label="whole answer (greedy)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("step")
+        ax.set_ylabel("accuracy (held-out)")
+        ax.set_title(f"{name}: {title}\nsolid: greedy per position; dashed: teacher-forced", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right", ncol=2)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        f = out / f"curve-{name}.png"
+        fig.savefig(f)
+        plt.close(fig)
+        files.append(f)
+    return files
+
+
+def _f(x) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def write_report(rows: list[dict], curves: dict[str, list[dict]], out: Path, title: str, data_desc: str,
+                 command: str, report_name: str = "report.md") -> Path:
+    pngs = plot_curves(curves, out, title)
+    lines = [
+        f"# Path-star {title}: objectives compared",
+        "",
+        f"Produced by `{command}`; scored on {data_desc}.",
+        "",
+        "| model | objective | greedy accuracy | decision accuracy | teacher-forced accuracy | forced after decision | clever_hans_rate | steps |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | {r['objective']} | {_f(r['accuracy'])} | {_f(r['decision_accuracy'])} | {_f(r['forced_accuracy'])} "
+            f"| {_f(r['forced_after_decision'])} | {_f(r['clever_hans_rate'])} | {r['training'].get('steps', '—')} |"
+        )
+    lines += [
+        "",
+        f"Chance at the decision is 1/d = {rows[0]['chance']:.3f}. *Teacher-forced* accuracy gives the model the true prefix; "
+        "*greedy* lets it decode on its own. *clever_hans_rate*: forced onto a wrong arm at the decision, the fraction of "
+        "graphs where the model walks that arm to its (wrong) leaf. Reverse models have no arm to choose, so it does not apply.",
+        "",
+        "## Per-position accuracy (greedy, in each model's answer order)",
+        "",
+        "| model | order | " + " | ".join(f"pos {i}" for i in range(len(rows[0]["per_position"]))) + " |",
+        "|---|---|" + "---|" * len(rows[0]["per_position"]),
+    ]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['answer_order']} | " + " | ".join(f"{x:.3f}" for x in r["per_position"]) + " |")
+    lines += ["", "## Learning curves", ""]
+    for png in pngs:
+        lines += [f"![{png.stem}]({png.name})", ""]
+    for name, recs in curves.items():
+        if recs:
+            L = len(recs[0]["per_position"])
+            lines.append(f"`{name}` greedy per position over {recs[-1]['step']} steps:")
+            lines.append("```")
+            for p in range(L):
+                lines.append(f"pos {p} {sparkline([r['per_position'][p] for r in recs])}")
+            lines.append(f"all   {sparkline([r['accuracy'] for r in recs])}")
+            lines += ["```", ""]
+    path = out / report_name
+    ckpt.atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
