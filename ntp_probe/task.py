@@ -365,12 +365,13 @@ def generate(
 
 
 def format_lines(batch: GraphBatch, with_answer: bool = True) -> list[str]:
-    """Original line format for a whole batch (fast: one join per line over precomputed strings)."""
-    names = [str(i) for i in range(int(batch.edges.max()) + 1 if batch.edges.numel() else 1)]
-    out = []
-    for e, s, g, p in zip(batch.edges.tolist(), batch.start.tolist(), batch.goal.tolist(), batch.path.tolist()):
-        line = "|".join(f"{names[u]},{names[v]}" for u, v in e) + f"/{names[s]},{names[g]}"
-        if with_answer:
-            line += "=" + ",".join(names[x] for x in p)
-        out.append(line)
-    return out
+    """Original line format for a whole batch: one C-level ``%`` format per line over one flat row."""
+    B, E, _ = batch.edges.shape
+    L = batch.path.shape[1]
+    fmt = "|".join(["%d,%d"] * E) + "/%d,%d"
+    cols = [batch.edges.reshape(B, 2 * E), batch.start[:, None], batch.goal[:, None]]
+    if with_answer:
+        fmt += "=" + ",".join(["%d"] * L)
+        cols.append(batch.path)
+    rows = torch.cat(cols, dim=1).tolist()
+    return [fmt % tuple(r) for r in rows]
