@@ -10,6 +10,7 @@ graph costs one decode (a few milliseconds for the shipped models).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,7 @@ import torch
 from .checkpoint import LoadedModel
 from .decoding import greedy
 from .errors import GraphError
-from .task import Graph, format_line, parse
+from .task import MAX_TEXT, Graph, format_line, parse, parse_node_id
 
 
 @dataclass
@@ -78,16 +79,16 @@ def check_fits(g: Graph, lm: LoadedModel) -> None:
 
 def parse_force(text: str, lm: LoadedModel, graph: Graph | None = None) -> list[int]:
     """``--force 9,3`` -> [9, 3]: node ids in the model's answer order, at most path_len, in the graph."""
-    items = [x.strip() for x in text.replace(" ", ",").split(",") if x.strip()]
+    if len(text) > MAX_TEXT:
+        raise GraphError(f"--force: {len(text):,} characters; give at most {lm.task.path_len} node ids like 9,3")
+    items = [x for x in re.split(r"[,\s]+", text) if x]
     if not items:
         raise GraphError("--force: empty list; give node ids like 9,3")
     if len(items) > lm.task.path_len:
         raise GraphError(f"--force: {len(items)} tokens, but the answer has only {lm.task.path_len} positions")
     out = []
     for i, x in enumerate(items):
-        if not x.lstrip("-").isdigit():
-            raise GraphError(f"--force: item {i + 1} {x!r} is not a node id")
-        v = int(x)
+        v = parse_node_id(x, f"--force: item {i + 1}", None)  # ASCII digits only; negative, huge and junk ids are errors
         if not 0 <= v < lm.task.nodes:
             raise GraphError(f"--force: node {v} is out of range (the model knows ids 0..{lm.task.nodes - 1})")
         if graph is not None and v not in graph.nodes:

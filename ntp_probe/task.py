@@ -156,20 +156,35 @@ def format_human(g: Graph) -> str:
 # ------------------------------------------------------------------------------------------------
 # Parsing
 
-_ARROW = re.compile(r"\s*(?:→|->|⟶|⇒|=>)\s*")
-_INT = re.compile(r"\s*(-?\d+)\s*$")
-_FIND = re.compile(r"^\s*(?:find\s*\(\s*(.*?)\s*\)|(.*?))\s*$", re.IGNORECASE | re.DOTALL)
+_ARROWS = r"→|->|⟶|⇒|=>"  # split on these bare (no \s* around them: that is quadratic on long blanks)
+_ARROW = re.compile(_ARROWS)
+_QUERY_SEP = re.compile(_ARROWS + "|,")
+_INT = re.compile(r"-?[0-9]+")  # ASCII digits only: '٣' or '²' are not node ids
+_FIND = re.compile(r"find\s*\((.*)\)", re.IGNORECASE | re.DOTALL)
 MAX_TEXT = 100_000  # characters; anything longer is not a graph a person typed
+MAX_ID = 2**63 - 1  # node ids become torch.long tokens
 
 
-def _node(text: str, what: str, nodes: int | None) -> int:
-    m = _INT.match(text)
-    if not m:
-        shown = text.strip() or "(empty)"
-        raise GraphError(f"{what}: {shown!r} is not a node id")
-    value = int(m.group(1))
-    if value < 0:
-        raise GraphError(f"{what}: node id {value} is negative")
+def _shown(text: str, limit: int = 40) -> str:
+    """``text`` quoted for an error message, cut short if long."""
+    text = text.strip()
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"… ({len(text):,} characters)"
+
+
+def parse_node_id(text: str, what: str, nodes: int | None) -> int:
+    """One node id: ASCII digits, 0 <= id <= MAX_ID (< ``nodes`` when given); else a GraphError naming ``what``."""
+    digits = text.strip()
+    if not _INT.fullmatch(digits):
+        shown = _shown(text) if digits else "(empty)"
+        hint = " (node ids are written with ASCII digits 0-9)" if any(c.isdigit() for c in digits) else ""
+        raise GraphError(f"{what}: {shown} is not a node id{hint}")
+    if digits.startswith("-") and digits.strip("-0"):
+        raise GraphError(f"{what}: node id {_shown(digits, 20)[1:-1]} is negative")
+    if len(digits.lstrip("-0")) > 19:  # checked before int(), which refuses > 4300 digits with a ValueError
+        raise GraphError(f"{what}: node id {_shown(digits, 20)} is too large")
+    value = int(digits)
+    if value > MAX_ID:
+        raise GraphError(f"{what}: node id {value} is too large (at most {MAX_ID})")
     if nodes is not None and value >= nodes:
         raise GraphError(f"{what}: node id {value} is out of range (the model knows ids 0..{nodes - 1})")
     return value
@@ -207,24 +222,41 @@ def parse_line(text: str, nodes: int | None = None) -> Graph:
         raise GraphError("line format: more than one '='")
     edges, where = [], []
     for i, item in enumerate(edge_text.split("|")):
-        label = f"edge {i + 1} ({item.strip()!r})"
+        label = f"edge {i + 1} ({_shown(item)})"
         parts = item.split(",")
         if len(parts) != 2:
             raise GraphError(f"{label}: expected 'u,v'")
-        edges.append((_node(parts[0], label, nodes), _node(parts[1], label, nodes)))
+        edges.append((parse_node_id(parts[0], label, nodes), parse_node_id(parts[1], label, nodes)))
         where.append(label)
     q = query.split(",")
     if len(q) != 2:
-        raise GraphError(f"query {query.strip()!r}: expected 's,g' after '/'")
-    start, goal = _node(q[0], "query start", nodes), _node(q[1], "query goal", nodes)
+        raise GraphError(f"query {_shown(query)}: expected 's,g' after '/'")
+    start, goal = parse_node_id(q[0], "query start", nodes), parse_node_id(q[1], "query goal", nodes)
     _validate(edges, start, goal, where)
     answer = None
     if answer_text.strip():
-        answer = tuple(_node(x, f"answer token {j + 1}", nodes) for j, x in enumerate(answer_text.split(",")))
+        answer = tuple(parse_node_id(x, f"answer token {j + 1}", nodes) for j, x in enumerate(answer_text.split(",")))
     g = Graph(tuple(edges), start, goal, answer)
     if answer is None and g.find_path() is None:
         raise GraphError(f"query: goal {goal} is not reachable from start {start}")
+    if answer is not None:
+        _check_answer(g)
     return g
+
+
+def _check_answer(g: Graph) -> None:
+    """The given answer must be a path from the start to the goal along the graph's edges."""
+    a = g.answer or ()
+    if a[0] != g.start:
+        raise GraphError(f"answer: begins at {a[0]}, not at the start {g.start}")
+    if a[-1] != g.goal:
+        raise GraphError(f"answer: ends at {a[-1]}, not at the goal {g.goal}")
+    edges = set(g.edges)
+    for j, (u, v) in enumerate(zip(a, a[1:])):
+        if (u, v) not in edges:
+            raise GraphError(f"answer: {u}→{v} (tokens {j + 1} and {j + 2}) is not an edge of the graph")
+    if len(set(a)) != len(a):
+        raise GraphError("answer: visits a node twice (not a path)")
 
 
 def parse_human(text: str, nodes: int | None = None) -> Graph:
@@ -241,18 +273,18 @@ def parse_human(text: str, nodes: int | None = None) -> Graph:
     edges, where = [], []
     items = [x for x in re.split(r"[,\n;]", edge_text) if x.strip()]
     for i, item in enumerate(items):
-        label = f"edge {i + 1} ({item.strip()!r})"
+        label = f"edge {i + 1} ({_shown(item)})"
         parts = _ARROW.split(item)
         if len(parts) != 2:
             raise GraphError(f"{label}: expected 'a→b' or 'a->b'")
-        edges.append((_node(parts[0], label, nodes), _node(parts[1], label, nodes)))
+        edges.append((parse_node_id(parts[0], label, nodes), parse_node_id(parts[1], label, nodes)))
         where.append(label)
-    m = _FIND.match(query)
-    inner = (m.group(1) if m.group(1) is not None else m.group(2)) if m else query
-    q = [x for x in re.split(r"\s*(?:→|->|⟶|⇒|=>|,)\s*|\s+", inner.strip()) if x]
+    m = _FIND.fullmatch(query.strip())
+    inner = m.group(1) if m else query
+    q = _QUERY_SEP.sub(" ", inner).split()
     if len(q) != 2:
-        raise GraphError(f"query {query.strip()!r}: expected 'find(s → g)' or 's g'")
-    start, goal = _node(q[0], "query start", nodes), _node(q[1], "query goal", nodes)
+        raise GraphError(f"query {_shown(query)}: expected 'find(s → g)' or 's g'")
+    start, goal = parse_node_id(q[0], "query start", nodes), parse_node_id(q[1], "query goal", nodes)
     _validate(edges, start, goal, where)
     g = Graph(tuple(edges), start, goal)
     if g.find_path() is None:
@@ -268,7 +300,7 @@ def parse(text: str, nodes: int | None = None) -> Graph:
         raise GraphError("the graph is empty")
     if "→" in text or "->" in text or "||" in text or "find" in text.lower() or "⟶" in text or "=>" in text:
         return parse_human(text, nodes)
-    if "/" in text or "|" in text or re.match(r"\s*\d+\s*,\s*\d+\s*$", text):
+    if "/" in text or "|" in text or re.fullmatch(r"\s*[0-9]+\s*,\s*[0-9]+\s*", text):
         return parse_line(text, nodes)
     return parse_human(text, nodes)
 
@@ -280,10 +312,12 @@ def read_lines(path: str | Path, nodes: int | None = None) -> list[Graph]:
         raw = p.read_text()
     except FileNotFoundError:
         raise GraphError(f"{p}: no such file") from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as e:
-        raise GraphError(f"{p}: cannot read graphs ({e.__class__.__name__})") from None
+    except UnicodeDecodeError:
+        raise GraphError(f"{p}: not a text file (not UTF-8); expected graphs, one a line") from None
+    except OSError as e:
+        raise GraphError(f"{p}: cannot read graphs ({e.strerror or e.__class__.__name__})") from None
     graphs = []
-    for i, line in enumerate(raw.splitlines()):
+    for i, line in enumerate(raw.split("\n")):  # not splitlines(): line numbers as editors count them
         if not line.strip():
             continue
         try:
