@@ -406,6 +406,25 @@ def ship(
     err.print(f"shipped {name} → {path}")
 
 
+# ------------------------------------------------------------------------------------------------
+# tui
+
+
+@app.command()
+@handle_errors
+def tui(
+    models: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Models to open: .safetensors files, run directories or shipped names; the first is probed, "
+                            "the others are shown side by side. Default: g2-5-next-token (+ reverse, teacherless)."),
+    ] = None,
+) -> None:
+    """Open the probing app: step through decoding, force a wrong arm (the Clever Hans demo), compare models."""
+    from .tui.app import ProbeApp
+
+    ProbeApp(models or None).run()
+
+
 def main() -> None:
     app()
 

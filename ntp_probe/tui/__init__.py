@@ -1,0 +1,1 @@
+"""The Textual app (``ntp-probe tui``). Importing this package does not import torch."""

@@ -1,0 +1,1 @@
+"""Modal screens of the probing app: help, model card, input prompt."""

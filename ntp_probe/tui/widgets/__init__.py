@@ -1,0 +1,1 @@
+"""Widgets of the probing app. They render a ``ProbeSession`` they are given and never run the model."""

@@ -1,0 +1,223 @@
+"""Rich renderings of a probe session: the star, the answer, the confidence strip, the story line.
+
+Pure functions of a session (no model calls), so the app can render from the main thread while the
+model works in a thread worker.
+"""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+
+FORCED = "bold magenta"
+GOOD = "bold green"
+LEGAL = "bold yellow"
+BAD = "bold red"
+DIM = "dim"
+GOAL = "bold yellow"
+
+
+def graph_key(g) -> tuple:
+    return (tuple(g.edges), g.start, g.goal)
+
+
+def token_class(step, token: int) -> str:
+    """'correct', 'legal' (legal but wrong) or 'illegal' for a token at this step."""
+    if step.correct is not None and token == step.correct:
+        return "correct"
+    if token in step.legal:
+        return "legal"
+    return "illegal"
+
+
+CLASS_STYLE = {"correct": GOOD, "legal": LEGAL, "illegal": BAD}
+
+
+def decoded_style(step) -> str:
+    if step.forced:
+        return FORCED
+    return CLASS_STYLE[token_class(step, step.token)]
+
+
+def star(s) -> Text:
+    """The star as its arms: the start at the left, one arm a row, the goal marked, the decoded path coloured."""
+    g = s.graph
+    arms = g.arms()
+    revealed = {}
+    for st in s.steps:
+        if st.position < s.cursor and st.token not in revealed:
+            revealed[st.token] = st
+    true = set(s.true_path)
+    nodes = g.nodes
+    w = max(len(s.token_str(n)) for n in nodes)
+
+    def node(n: int) -> Text:
+        label = s.token_str(n).rjust(w)
+        st = revealed.get(n)
+        if st is not None:
+            style = FORCED + " reverse" if st.forced else (GOOD if n in true else BAD)
+        else:
+            style = "" if n in true else DIM
+        t = Text(label, style=style)
+        if st is not None and st.forced:
+            t.append("*", style=FORCED)
+        else:
+            t.append(" ")
+        return t
+
+    rows = len(arms) if len(arms) % 2 else len(arms) + 1
+    mid = rows // 2
+    arm_rows = [r for r in range(rows) if not (len(arms) % 2 == 0 and r == mid)]
+    lines = []
+    start = node(g.start)
+    pad = " " * (len(start.plain) + 1)
+    for r in range(rows):
+        line = Text()
+        if r == mid:
+            line.append_text(start)
+            line.append("─")
+        else:
+            line.append(pad)
+        if r in arm_rows:
+            i = arm_rows.index(r)
+            arm = arms[i]
+            if rows == 1:
+                conn = "─"
+            elif r == 0:
+                conn = "┌"
+            elif r == rows - 1:
+                conn = "└"
+            elif r == mid:
+                conn = "┼"
+            else:
+                conn = "├"
+            line.append(conn + "─▶ ", style=DIM)
+            for j, n in enumerate(arm):
+                if j:
+                    line.append("→ ", style=DIM)
+                line.append_text(node(n))
+            if g.goal in arm:
+                line.append(" ◎ goal", style=GOAL)
+            if i == g.goal_arm():
+                pass
+        else:
+            line.append("┤", style=DIM)
+        lines.append(line)
+    out = Text("\n").join(lines)
+    if s.ood:
+        out.append("\n⚠ " + "; ".join(s.ood), style="yellow")
+    return out
+
+
+def answer(s) -> Text:
+    """The answer so far, in the model's order, with forced tokens marked ``*``."""
+    t = Text()
+    order = "goal→start" if s.answer_order == "reverse" else "start→goal"
+    t.append(f"answer ({order}) ", style=DIM)
+    for st in s.steps:
+        if st.position:
+            t.append(" → ", style=DIM)
+        if st.position < s.cursor:
+            t.append(s.token_str(st.token) + ("*" if st.forced else ""), style=decoded_style(st))
+        elif st.position == s.cursor:
+            t.append("▮", style="reverse")
+        else:
+            t.append("·", style=DIM)
+    t.append("   ")
+    if s.cursor < s.length:
+        t.append(f"{s.cursor}/{s.length} revealed", style=DIM)
+    elif s.correct:
+        t.append("✓ reaches the goal", style=GOOD)
+    else:
+        t.append("✗ wrong path", style=BAD)
+    return t
+
+
+BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(p: float, width: int) -> str:
+    cells = max(0.0, min(1.0, p)) * width
+    full = int(cells)
+    part = BLOCKS[int((cells - full) * 8)] if full < width else ""
+    return ("█" * full + part).ljust(width)
+
+
+def conf_style(p: float) -> str:
+    return "green" if p >= 0.9 else ("yellow" if p >= 0.6 else "red")
+
+
+def strip(s, label: bool = True) -> Text:
+    """Each position's confidence (top probability), so 'coin flip, then certain' shows at a glance."""
+    t = Text()
+    if label:
+        t.append("confidence ", style=DIM)
+    for st in s.steps:
+        p = float(st.probs.max())
+        cur = st.position == s.current
+        mark = "◆" if st.position == s.decision_position else " "
+        t.append(f"{st.position}{mark}", style="bold reverse" if cur else DIM)
+        t.append(bar(p, 4), style=conf_style(p))
+        t.append((" 1.0" if p >= 0.995 else " " + f"{p:.2f}"[1:]), style=conf_style(p))
+        t.append("  ")
+    return t
+
+
+def decision_note(s) -> tuple[str, float, bool]:
+    """(text, top probability, correct) of the decision step."""
+    st = s.steps[s.decision_position]
+    options = st.legal or [t for t, _ in st.top(2)]
+    probs = sorted(((float(st.probs[o]), o) for o in set(options)), reverse=True)
+    shown = " vs ".join(f"{s.token_str(o)}:{p:.2f}" for p, o in probs[:3])
+    return shown, float(st.probs.max()), st.token == st.correct
+
+
+def story(s) -> Text:
+    """One or two sentences saying what the screen shows, for someone who has never read the paper."""
+    t = Text()
+    dp = s.decision_position
+    dstep = s.steps[dp]
+    forward = s.answer_order == "forward"
+    shown, top, ok = decision_note(s)
+    forced_wrong = dp in s.forced and dstep.correct is not None and dstep.token != dstep.correct
+    if forced_wrong and forward:
+        after = [st for st in s.steps[dp + 1 :]]
+        follow = [st for st in after if not st.forced and st.token in st.legal]
+        leaf = s.tokens[-1]
+        t.append("Clever Hans: ", style="bold magenta")
+        t.append(f"forced onto the wrong arm at node {s.token_str(dstep.token)}, ")
+        if len(follow) == len(after):
+            conf = min((float(st.probs.max()) for st in after), default=1.0)
+            t.append(f"the model walks that arm to leaf {s.token_str(leaf)} (p ≥ {conf:.2f} each step), ")
+            t.append(f"ignoring the goal {s.token_str(s.graph.goal)}. ", style="bold")
+            t.append("It learned 'next = a child of the previous token', not how to find the goal.")
+        else:
+            t.append(f"the model follows it for {len(follow)} of {len(after)} steps, then leaves the arm.")
+        t.append("  u: undo", style=DIM)
+        return t
+    if s.forced:
+        t.append("Forced tokens (*) are kept; everything after them is re-decoded. ", style="magenta")
+    if forward:
+        t.append(f"Decision step (which arm?): {shown}. ")
+        if top < 0.8:
+            t.append("A coin flip: ", style="bold red")
+            t.append("teacher forcing never taught it to plan the arm. " if s.objective.name == "next-token"
+                     else "the model has not learned to plan the arm. ")
+        else:
+            t.append("Confident: ", style="bold green")
+            t.append("this model picks the goal's arm. " if ok else "confidently wrong. ")
+        if dp not in s.forced:
+            t.append("Press w to force the wrong arm.", style="bold")
+    else:
+        t.append("Reverse order (goal→start): each step is the unique parent of the previous node, so there is "
+                 f"no arm to guess (decision {shown}). ")
+        if dp not in s.forced:
+            t.append("Press w to force a wrong node.", style="bold")
+    return t
+
+
+def heat(w: float) -> Style:
+    """Background colour for an attention weight in [0, 1]."""
+    w = max(0.0, min(1.0, w))
+    r, g, b = int(30 + 225 * w), int(30 + 170 * w), int(60 - 40 * w)
+    return Style(bgcolor=f"rgb({r},{g},{b})", color="black" if w > 0.5 else "white")

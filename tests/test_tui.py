@@ -1,0 +1,414 @@
+"""The Textual app, driven by Pilot on tiny real models (G(2,3), N=10, trained in about a second)."""
+
+import asyncio
+import functools
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from textual.widgets import Label, Static, TextArea
+from typer.testing import CliRunner
+
+from ntp_probe.cli import app as cli_app
+from ntp_probe.probing import ProbeSession, parse_for_model
+from ntp_probe.task import format_human, generate, read_lines
+from ntp_probe.tui.app import ProbeApp
+from ntp_probe.tui.screens.modals import Prompt, TextModal
+
+FIXTURES = Path(__file__).parent / "fixtures"
+# G(2,3), N=10: arms 0→1→2 and 0→3→4, goal 2
+GRAPH = "1→2, 0→1, 0→3, 3→4 || find(0 → 2)"
+SIZE = (100, 32)
+
+
+def sync(fn):
+    """Run an async test with asyncio (no pytest async plugin needed)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+async def settle(app, pilot, rounds: int = 400) -> None:
+    """Wait until the models are loaded, no operation is queued or running, and the last result is on show."""
+    for _ in range(rounds):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        busy = app._draining or app._queue or any(w.is_running for w in app.workers)
+        loading = not app.models and app.load_error is None
+        if not busy and not loading and (app._applied == 0 or app._shown_seq == app._applied):
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("the app did not settle")
+
+
+def text_of(app, selector: str) -> str:
+    w = app.query_one(selector)
+    r = w.render() if not isinstance(w, Label) else w.render()
+    return str(getattr(r, "plain", r))
+
+
+async def type_text(pilot, text: str) -> None:
+    await pilot.press(*list(text))
+
+
+@pytest.fixture
+def lm(trained):
+    return trained("next-token")
+
+
+@sync
+async def test_opens_on_a_graph_and_decodes(lm):
+    app = ProbeApp([lm], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        s = app.session
+        assert s is not None and s.graph.start == 0 and s.graph.goal == 2
+        assert s.cursor == s.length == 3 and not s.forced
+        ref = ProbeSession(lm, parse_for_model(GRAPH, lm))
+        assert s.tokens == ref.tokens
+        shown = text_of(app, "#answer")
+        assert " → ".join(str(t) for t in s.tokens) in shown
+        assert "◎ goal" in text_of(app, "#star")
+        assert "confidence" in text_of(app, "#strip")
+        assert "decision" in text_of(app, "#dist-head") or "step 3/3" in text_of(app, "#dist-head")
+        assert "✓" in text_of(app, "#graph-status")
+
+
+@sync
+async def test_random_graph_default_and_key(lm):
+    app = ProbeApp([lm], seed=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        g0 = next(generate(2, 3, 10, 1, seed=5).graphs())
+        assert app.session.graph.edges == g0.edges
+        assert app.query_one("#graph", TextArea).text == format_human(g0)
+        await pilot.press("r")
+        await settle(app, pilot)
+        g1 = next(generate(2, 3, 10, 1, seed=6).graphs())
+        assert app.session.graph.edges == g1.edges and app.graph_seed == 6
+        assert app.query_one("#graph", TextArea).text == format_human(g1)
+
+
+@sync
+async def test_type_a_graph_validates_in_place(lm):
+    app = ProbeApp([lm], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("e")
+        editor = app.query_one("#graph", TextArea)
+        assert editor.has_focus
+        editor.load_text("")
+        await type_text(pilot, "0->3, 3->4, 0->1, 1->2 || find(0 -> 4)")
+        await settle(app, pilot)
+        assert app.session.graph.goal == 4 and app.session.true_path == [0, 3, 4]
+        assert "goal 4" in text_of(app, "#graph-status")
+        # a bad token: the message names the edge and the token, the session keeps the last good graph
+        await pilot.press("backspace", "backspace", "backspace", "backspace", "backspace", "backspace",
+                          "backspace", "backspace", "backspace", "backspace", "backspace", "backspace",
+                          "backspace", "backspace", "backspace", "backspace", "backspace", "backspace",
+                          "backspace", "backspace", "backspace", "backspace")
+        editor.load_text("")
+        await type_text(pilot, "0->3, 3->x, 0->1, 1->2 || find(0 -> 4)")
+        await settle(app, pilot)
+        status = text_of(app, "#graph-status")
+        assert "edge 2" in status and "'x' is not a node id" in status
+        assert app.session.graph.goal == 4  # unchanged
+        # the line format works too
+        editor.load_text("0,1|1,2|0,3|3,4/0,2")
+        await settle(app, pilot)
+        assert app.session.graph.goal == 2 and "✓" in text_of(app, "#graph-status")
+        # escape leaves the editor, and then keys drive the app again
+        await pilot.press("escape", "0")
+        await settle(app, pilot)
+        assert not editor.has_focus and app.session.cursor == 0
+
+
+@sync
+async def test_graph_model_mismatch_is_a_message(lm):
+    app = ProbeApp([lm], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.query_one("#graph", TextArea).load_text("1→2, 0→1, 0→12, 12→4 || find(0 → 2)")
+        await settle(app, pilot)
+        assert "node id 12 is out of range" in text_of(app, "#graph-status")
+        assert 12 not in app.session.graph.nodes
+        app.query_one("#graph", TextArea).load_text("1→2, 0→1 || find(0 → 7)")
+        await settle(app, pilot)
+        assert "goal 7 is not in the graph" in text_of(app, "#graph-status")
+        app.query_one("#graph", TextArea).load_text("")
+        await settle(app, pilot)
+        assert "empty" in text_of(app, "#graph-status")
+
+
+@sync
+async def test_step_back_run_to_end_reset(lm):
+    app = ProbeApp([lm], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("0")
+        await settle(app, pilot)
+        assert app.session.cursor == 0 and "▮" in text_of(app, "#answer")
+        assert "step 1/3" in text_of(app, "#dist-head")
+        await pilot.press("right")
+        await settle(app, pilot)
+        assert app.session.cursor == 1 and "step 2/3 (decision step)" in text_of(app, "#dist-head")
+        await pilot.press("n", "n", "n")
+        await settle(app, pilot)
+        assert app.session.cursor == 3
+        await pilot.press("left")
+        await settle(app, pilot)
+        assert app.session.cursor == 2
+        await pilot.press("g")
+        await settle(app, pilot)
+        assert app.session.cursor == 3 and ("✓" in text_of(app, "#answer") or "✗" in text_of(app, "#answer"))
+
+
+@sync
+async def test_clever_hans_key_forces_the_wrong_arm(lm):
+    app = ProbeApp([lm], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        before = [st.probs.clone() for st in app.session.steps]
+        await pilot.press("w")
+        await settle(app, pilot)
+        s = app.session
+        assert s.forced == {0: 0, 1: 3} and s.tokens[:2] == [0, 3]
+        assert s.steps[2].legal == [4]  # re-scored after the forced node: its child is the legal move
+        assert not s.steps[2].probs.equal(before[2])
+        assert "3*" in text_of(app, "#answer") and "3*" in text_of(app, "#star")
+        assert "Clever Hans" in text_of(app, "#story")
+        assert "forced" in text_of(app, "#dist-head") or s.current == 2
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert app.session.forced == {0: 0}
+        await pilot.press("x")
+        await settle(app, pilot)
+        assert app.session.forced == {} and "3*" not in text_of(app, "#answer")
+
+
+@sync
+async def test_force_from_topk_and_by_typing(lm):
+    app = ProbeApp([lm], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("0", "right")  # the decision step
+        await settle(app, pilot)
+        topk = app.query_one("#topk")
+        assert topk.has_focus and topk.option_count == 10
+        second = int(topk.get_option_at_index(1).id)
+        await pilot.press("down", "enter")
+        await settle(app, pilot)
+        assert app.session.forced == {1: second} and app.session.tokens[1] == second
+        assert app.session.cursor == 2
+        # by typing an id, with the error in place first
+        await pilot.press("f")
+        await pilot.pause()
+        assert isinstance(app.screen, Prompt)
+        await type_text(pilot, "42")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, Prompt)
+        assert "out of range" in str(app.screen.query_one("#prompt-error", Label).render())
+        await pilot.press("backspace", "backspace", "4", "enter")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, Prompt)
+        assert app.session.forced == {1: second, 2: 4} and app.session.tokens[2] == 4
+
+
+@sync
+async def test_unknown_model_is_a_message_not_a_crash(tmp_path):
+    app = ProbeApp([str(tmp_path / "nope")])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert app.session is None and "not found" in app.load_error
+        assert "not found" in text_of(app, "#graph-status")
+        await pilot.press("right", "w", "r", "i", "f")
+        await pilot.pause()
+        assert app.is_running and app.session is None
+        bad = tmp_path / "bad.safetensors"
+        bad.write_bytes(b"")
+    app = ProbeApp([str(bad)])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert "empty file" in app.load_error
+
+
+@sync
+async def test_load_a_line_from_a_data_file(lm, tmp_path):
+    data = FIXTURES / "deg_2_path_3_nodes_10_test_head100.txt"
+    app = ProbeApp([lm], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("o")
+        await pilot.pause()
+        assert isinstance(app.screen, Prompt)
+        await type_text(pilot, "nowhere.txt:1")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "no such file" in str(app.screen.query_one("#prompt-error", Label).render())
+        app.screen.query_one("Input").value = f"{data}:3"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        g = read_lines(data, 10)[2]
+        assert app.session.graph.edges == g.edges and app.session.graph.goal == g.goal
+        assert app.query_one("#graph", TextArea).text == format_human(g)
+        # a line past the end, and a file of graphs the model cannot read, are messages
+        await pilot.press("o")
+        await pilot.pause()
+        app.screen.query_one("Input").value = f"{data}:1000"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert "out of range" in text_of(app, "#graph-status")
+        big = FIXTURES / "deg_2_path_5_nodes_50_test_head200.txt"
+        await pilot.press("o")
+        await pilot.pause()
+        app.screen.query_one("Input").value = f"{big}:1"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert "out of range" in text_of(app, "#graph-status")
+        assert app.session.graph.edges == g.edges
+
+
+@sync
+async def test_compare_models_side_by_side(trained):
+    nt, rev = trained("next-token"), trained("reverse")
+    app = ProbeApp([nt, rev], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert app.mirror is not None and app.mirror.lm is rev
+        await pilot.press("w")
+        await settle(app, pilot)
+        m = app.mirror
+        assert m.graph == app.session.graph
+        # forced prefix mapped by path position: the reverse model has start at its last position
+        assert m.forced == {2: 0, 1: 3} and m.tokens[1] == 3
+        shown = text_of(app, "#compare")
+        assert "reverse" in shown and "3*" in shown
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert app.compare_lm is None and "no second model" in text_of(app, "#compare")
+
+
+@sync
+async def test_compare_mismatch_is_shown_in_the_pane(trained, tmp_path):
+    from conftest import tiny_config
+
+    from ntp_probe.checkpoint import load
+    from ntp_probe.train import train
+
+    train(tiny_config(tmp_path, "next-token", steps=2, nodes=20, eval_every=2), tmp_path)
+    wide = load(tmp_path)
+    app = ProbeApp([wide, trained("next-token")], graph="1→2, 0→1, 0→13, 13→4 || find(0 → 2)")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert app.session is not None and app.mirror is None
+        assert "node id 13 is out of range" in app.mirror_error
+        assert "out of range" in text_of(app, "#compare")
+
+
+@sync
+async def test_attention_panel(lm):
+    app = ProbeApp([lm], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        shown = text_of(app, "#attention")
+        assert "layer 1/1 head 1/2" in shown and "most-attended edge" in shown
+        (u, v), _ = app.attention.top_edge(0, 0)
+        assert f"{u}→{v}" in shown
+        await pilot.press("]")
+        await pilot.pause()
+        assert "head 2/2" in text_of(app, "#attention")
+
+
+@sync
+async def test_help_card_palette_and_screenshot(lm, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = ProbeApp([lm], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, TextModal) and "Clever Hans" in app.screen.markdown
+        await pilot.press("escape", "i")
+        await pilot.pause()
+        assert isinstance(app.screen, TextModal)
+        assert "next-token" in app.screen.markdown and "G(2,3) N=10" in app.screen.markdown
+        assert "steps" in app.screen.markdown
+        await pilot.press("escape")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Force the wrong arm (Clever Hans demo)" in titles and "Random graph" in titles
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert list(tmp_path.glob("*.svg"))
+
+
+@sync
+async def test_stress_random_keys(lm):
+    """Hammer the keys in a seeded random order; the screen must end equal to the session, and the session
+    equal to the same operations applied one by one to a plain ProbeSession."""
+    rng = random.Random(7)
+    keys = [rng.choice(["right", "left", "w", "r", "u", "g", "0", "n", "x"]) for _ in range(300)]
+    app = ProbeApp([lm], seed=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        for i in range(0, len(keys), 25):
+            await pilot.press(*keys[i : i + 25])
+        await settle(app, pilot)
+        s = app.session
+        # the reference: the same keys, one at a time, through the API
+        seed = 3
+        ref = ProbeSession(lm, next(generate(2, 3, 10, 1, seed=seed).graphs()))
+        for k in keys:
+            if k in ("right", "n"):
+                ref.step()
+            elif k == "left":
+                ref.back()
+            elif k == "g":
+                ref.run_to_end()
+            elif k == "0":
+                ref.reset()
+            elif k == "w":
+                ref.force_wrong_arm()
+            elif k == "u" and ref.forced:
+                ref.unforce(max(ref.forced))
+            elif k == "x":
+                ref.clear_forced()
+            elif k == "r":
+                seed += 1
+                ref.set_graph(next(generate(2, 3, 10, 1, seed=seed).graphs()))
+                ref.run_to_end()
+        assert (s.graph.edges, s.tokens, s.forced, s.cursor) == (ref.graph.edges, ref.tokens, ref.forced, ref.cursor)
+        assert app._applied == len(keys) + 1  # every key press applied once (plus the first graph)
+        # what is on screen is the session
+        answer = text_of(app, "#answer")
+        for st in s.steps:
+            if st.position < s.cursor:
+                assert (str(st.token) + ("*" if st.forced else "")) in answer
+        assert app.query_one("#graph", TextArea).text == format_human(s.graph)
+        assert app.displayed() == (s.tokens, [st.forced for st in s.steps], s.cursor)
+
+
+def test_snapshot_main_screen(snap_compare, trained):
+    lm = trained("next-token")
+
+    async def run_before(pilot) -> None:
+        await settle(pilot.app, pilot)
+        await pilot.press("w")
+        await settle(pilot.app, pilot)
+
+    assert snap_compare(ProbeApp([lm], graph=GRAPH), terminal_size=SIZE, run_before=run_before)
+
+
+def test_app_module_does_not_import_torch():
+    code = "import sys, ntp_probe.tui.app, ntp_probe.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_has_tui_command():
+    res = CliRunner().invoke(cli_app, ["tui", "--help"])
+    assert res.exit_code == 0 and "probing app" in res.output
