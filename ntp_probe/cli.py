@@ -121,7 +121,9 @@ def train(
     nodes: Annotated[int, typer.Option("--nodes", "-n", help="Node ids 0..N-1.")] = 50,
     objective: Annotated[str, typer.Option("--objective", help="next-token, reverse, teacherless or multi-token.")] = "next-token",
     future: Annotated[int, typer.Option("--future", help="Heads of the multi-token objective (k).")] = 4,
-    arch: Annotated[str, typer.Option("--arch", help="gpt (or mamba).")] = "gpt",
+    arch: Annotated[str, typer.Option("--arch", help="gpt or mamba (selective state-space model).")] = "gpt",
+    d_state: Annotated[int, typer.Option("--d-state", help="Mamba: SSM state size per channel.", min=1)] = 16,
+    expand: Annotated[int, typer.Option("--expand", help="Mamba: inner width = expand × d-model.", min=1)] = 2,
     train_file: Annotated[Optional[Path], typer.Option("--train-file", help="Sample batches from this file instead of fresh graphs.")] = None,
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.", min=1)] = 2000,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Graphs per step (per process).", min=1)] = 256,
@@ -149,7 +151,7 @@ def train(
 
     set_threads(threads)
     cfg = TrainConfig(
-        degree=degree, path_len=path_len, nodes=nodes, objective=objective, future=future, arch=arch,
+        degree=degree, path_len=path_len, nodes=nodes, objective=objective, future=future, arch=arch, d_state=d_state, expand=expand,
         layers=layers, d_model=d_model, heads=heads, dropout=dropout, steps=steps, batch_size=batch_size,
         lr=lr, min_lr=min_lr, warmup=warmup, weight_decay=weight_decay, seed=seed, device=device, amp=amp,
         eval_every=eval_every, eval_count=eval_count, target_accuracy=target_accuracy,

@@ -27,6 +27,10 @@ class GPTConfig:
     bias: bool = True
     n_future: int = 1  # output heads: head j predicts token t+1+j; decoding uses head 0
     arch: str = "gpt"
+    causal: bool = True  # False: bidirectional attention (the mlm-u objective); no KV cache then
+    d_state: int = 16  # Mamba only: SSM state size per channel
+    d_conv: int = 4  # Mamba only: causal depthwise conv width
+    expand: int = 2  # Mamba only: inner width = expand * n_embd
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +68,7 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
         self.n_head, self.dropout = cfg.n_head, cfg.dropout
+        self.causal = cfg.causal
 
     def forward(self, x, cache: KVCache | None = None, layer: int = 0, want_attn: bool = False):
         B, T, C = x.shape
@@ -79,7 +84,13 @@ class CausalSelfAttention(nn.Module):
                 k = cache.keys[layer] = torch.cat([cache.keys[layer], k], dim=2)
                 v = cache.values[layer] = torch.cat([cache.values[layer], v], dim=2)
         attn = None
-        if want_attn:
+        if not self.causal:  # bidirectional (mlm-u): every position sees the whole sequence
+            if want_attn:
+                attn = ((q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])).softmax(dim=-1)
+                y = attn.to(v.dtype) @ v
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        elif want_attn:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
             attn = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)

@@ -43,6 +43,8 @@ class TrainConfig:
     objective: str = "next-token"
     future: int = 4  # heads for multi-token
     arch: str = "gpt"
+    d_state: int = 16  # mamba: SSM state per channel
+    expand: int = 2  # mamba: inner width = expand * d_model
     layers: int = 2
     d_model: int = 128
     heads: int = 4
@@ -240,6 +242,8 @@ def train(
         dropout=cfg.dropout,
         n_future=objective.n_future,
         arch=cfg.arch,
+        d_state=cfg.d_state,
+        expand=cfg.expand,
     )
     if resume:
         saved_cfg = ckpt.read_state_meta(out / ckpt.STATE_FILE).get("train", {})
