@@ -75,6 +75,17 @@ def set_threads(threads: int | None) -> None:
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Torch CPU threads (default: torch's choice).", min=1)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+DecodeOpt = Annotated[str, typer.Option("--decode", help="greedy, sample, beam or verify (verifier-guided search).")]
+TempOpt = Annotated[float, typer.Option("--temperature", help="Sampling temperature.")]
+SampleTopKOpt = Annotated[int, typer.Option("--sample-top-k", help="Sample only from the top K tokens (0: all).")]
+BeamOpt = Annotated[int, typer.Option("--beam", help="Beam width for --decode beam.")]
+TriesOpt = Annotated[int, typer.Option("--tries", help="Candidates the verifier may check (--decode verify).")]
+
+
+def make_strategy(decode: str, temperature: float, sample_top_k: int, beam: int, tries: int, seed: int = 0):
+    from .decoding import Strategy
+
+    return Strategy(decode, temperature, sample_top_k, beam, tries, seed)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -119,7 +130,7 @@ def train(
     degree: Annotated[int, typer.Option("--degree", "-d", help="Arms of the star (d).")] = 2,
     path_len: Annotated[int, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l).")] = 5,
     nodes: Annotated[int, typer.Option("--nodes", "-n", help="Node ids 0..N-1.")] = 50,
-    objective: Annotated[str, typer.Option("--objective", help="next-token, reverse, teacherless or multi-token.")] = "next-token",
+    objective: Annotated[str, typer.Option("--objective", help="next-token, reverse, teacherless, multi-token or mlm-u.")] = "next-token",
     future: Annotated[int, typer.Option("--future", help="Heads of the multi-token objective (k).")] = 4,
     arch: Annotated[str, typer.Option("--arch", help="gpt or mamba (selective state-space model).")] = "gpt",
     d_state: Annotated[int, typer.Option("--d-state", help="Mamba: SSM state size per channel.", min=1)] = 16,
@@ -189,10 +200,15 @@ def eval_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fresh graphs.")] = 12345,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Graphs per forward pass.", min=1)] = 2000,
     device: DeviceOpt = "cpu",
+    decode: DecodeOpt = "greedy",
+    temperature: TempOpt = 1.0,
+    sample_top_k: SampleTopKOpt = 0,
+    beam: BeamOpt = 4,
+    tries: TriesOpt = 8,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score a model: greedy and teacher-forced accuracy, per position, and the decision step."""
+    """Score a model: greedy (or --decode) and teacher-forced accuracy, per position, and the decision step."""
     from .checkpoint import load
     from .evaluate import evaluate
     from .train import pick_device
@@ -200,7 +216,8 @@ def eval_cmd(
     set_threads(threads)
     lm = load(model, pick_device(device))
     graphs = load_graphs_arg(lm, data, count, seed)
-    res = evaluate(lm, graphs, batch_size=batch_size)
+    strategy = make_strategy(decode, temperature, sample_top_k, beam, tries, seed)
+    res = evaluate(lm, graphs, batch_size=batch_size, strategy=strategy)
     res = {"model": lm.display_name, "data": str(data) if data else f"fresh:seed={seed}", **res}
     if as_json:
         out.print_json(json.dumps(res)) if out.is_terminal else print(json.dumps(res))
@@ -260,34 +277,55 @@ def models_cmd(as_json: JsonOpt = False) -> None:
 @app.command()
 @handle_errors
 def probe(
-    model: Annotated[str, typer.Argument(help="A .safetensors file, a run directory, or a shipped model name.")],
+    model: Annotated[Optional[str], typer.Argument(help="A .safetensors file, a run directory, or a shipped model name.")] = None,
     graph: Annotated[Optional[str], typer.Option("--graph", "-g", help="One graph, in the line or the human format.")] = None,
     graphs: Annotated[Optional[Path], typer.Option("--graphs", help="A file of graphs, one a line (original format).")] = None,
     force: Annotated[Optional[str], typer.Option("--force", "-f", help="Force the first answer tokens, e.g. 9,3 (model's order).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Top tokens shown per step.", min=1)] = 5,
+    decode: DecodeOpt = "greedy",
+    temperature: TempOpt = 1.0,
+    sample_top_k: SampleTopKOpt = 0,
+    beam: BeamOpt = 4,
+    tries: TriesOpt = 8,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for --decode sample.")] = 0,
+    layers: Annotated[bool, typer.Option("--layers", help="Add the logit lens: each layer's readout per step.")] = False,
+    save: Annotated[Optional[Path], typer.Option("--save", help="Save the session (model, graph, forced tokens, strategy) as JSON.")] = None,
+    load_from: Annotated[Optional[Path], typer.Option("--load", help="Load a saved session instead of MODEL/--graph.")] = None,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Decode graphs step by step, optionally forcing a (wrong) prefix, and show every step's distribution."""
     from .checkpoint import load
-    from .probing import ProbeSession, parse_for_model, parse_force
+    from .probing import ProbeSession, load_session, parse_for_model, parse_force
     from .task import read_lines
 
-    if (graph is None) == (graphs is None):
-        raise UsageError("give exactly one of --graph TEXT or --graphs FILE")
     set_threads(threads)
-    lm = load(model)
-    items = [parse_for_model(graph, lm)] if graph is not None else read_lines(graphs, lm.task.nodes)
-    for g in items:
-        session = ProbeSession(lm, g)
+    if load_from is not None:
+        if graph is not None or graphs is not None:
+            raise UsageError("--load restores the graph; leave out --graph/--graphs")
+        sessions = [load_session(load_from, load(model) if model else None)]
+    else:
+        if model is None:
+            raise UsageError("give a MODEL (or --load FILE)")
+        if (graph is None) == (graphs is None):
+            raise UsageError("give exactly one of --graph TEXT or --graphs FILE")
+        if save is not None and graphs is not None:
+            raise UsageError("--save saves one session: use it with --graph")
+        lm = load(model)
+        strategy = make_strategy(decode, temperature, sample_top_k, beam, tries, seed)
+        items = [parse_for_model(graph, lm)] if graph is not None else read_lines(graphs, lm.task.nodes)
+        sessions = (ProbeSession(lm, g, strategy=strategy) for g in items)
+    for session in sessions:
         if force:
-            session.set_forced_prefix(parse_force(force, lm, g))
+            session.set_forced_prefix(parse_force(force, session.lm, session.graph))
+        if save is not None:
+            session.save(save)
         if as_json:
-            print(json.dumps(session.to_json(top_k)), flush=True)
+            print(json.dumps(session.to_json(top_k, layers=layers)), flush=True)
         else:
             from .render import probe_panel
 
-            out.print(probe_panel(session, top_k))
+            out.print(probe_panel(session, top_k, layers=layers))
 
 
 @app.command("clever-hans")
@@ -316,6 +354,37 @@ def clever_hans_cmd(
     out.print(clever_hans_table(res))
 
 
+@app.command("inference-fixes")
+@handle_errors
+def inference_fixes_cmd(
+    models: Annotated[Optional[list[str]], typer.Argument(help="Models to compare (default: g2-5-next-token g2-5-reverse).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format.")] = None,
+    count: Annotated[int, typer.Option("--count", help="Fresh graphs when no --data.", min=1)] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the fresh graphs and of sampling.")] = 12345,
+    beam: BeamOpt = 4,
+    tries: Annotated[Optional[int], typer.Option("--tries", help="Verifier budget (default max(8, 2d)).")] = None,
+    temperature: TempOpt = 1.0,
+    threads: ThreadsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Greedy, sampling, beam search and a perfect verifier on the same graphs: does search recover the plan?"""
+    from .checkpoint import load
+    from .evaluate import inference_fixes
+
+    set_threads(threads)
+    rows = []
+    for spec in models or ["g2-5-next-token", "g2-5-reverse"]:
+        lm = load(spec)
+        rows += inference_fixes(lm, load_graphs_arg(lm, data, count, seed), beam=beam, tries=tries,
+                                temperature=temperature, seed=seed)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    from .render import inference_table
+
+    out.print(inference_table(rows))
+
+
 # ------------------------------------------------------------------------------------------------
 # reproduce / ship
 
@@ -327,7 +396,7 @@ def reproduce(
     degree: Annotated[int, typer.Option("--degree", "-d", help="Arms of the star (d).")] = 2,
     path_len: Annotated[int, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l).")] = 5,
     nodes: Annotated[int, typer.Option("--nodes", "-n", help="Node ids 0..N-1.")] = 50,
-    objectives: Annotated[str, typer.Option("--objectives", help="Comma-separated objectives to train.")] = "next-token,reverse,teacherless",
+    objectives: Annotated[str, typer.Option("--objectives", help="Comma-separated objectives to train (any of next-token, reverse, teacherless, multi-token, mlm-u).")] = "next-token,reverse,teacherless",
     models: Annotated[Optional[str], typer.Option("--models", help="Evaluate these existing models (comma-separated) instead of training.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="Score on this file (original format) instead of fresh graphs.")] = None,
     count: Annotated[int, typer.Option("--count", help="Fresh graphs to score on when no --data.", min=1)] = 2000,
@@ -406,7 +475,6 @@ def ship(
     set_threads(threads)
     path = ship_model(run, name, data, models_dir, seed)
     err.print(f"shipped {name} → {path}")
-
 
 # ------------------------------------------------------------------------------------------------
 # tui

@@ -7,7 +7,7 @@ import time
 import torch
 
 from .checkpoint import LoadedModel
-from .decoding import greedy, teacher_forced
+from .decoding import Strategy, decode_with, teacher_forced
 from .errors import GraphError
 from .task import Graph, GraphBatch
 
@@ -29,14 +29,16 @@ def as_batch(lm: LoadedModel, graphs: list[Graph] | GraphBatch) -> GraphBatch:
 
 
 @torch.no_grad()
-def evaluate(lm: LoadedModel, graphs: list[Graph] | GraphBatch, batch_size: int = 2000) -> dict:
+def evaluate(lm: LoadedModel, graphs: list[Graph] | GraphBatch, batch_size: int = 2000, strategy: Strategy | None = None) -> dict:
+    strategy = strategy or Strategy()
+    generator = torch.Generator().manual_seed(strategy.seed)
     batch = as_batch(lm, graphs)
     device = next(lm.model.parameters()).device
     obj, L = lm.objective, lm.task.path_len
     n = len(batch)
     correct = torch.zeros(L, dtype=torch.long)
     forced_correct = torch.zeros(L, dtype=torch.long)
-    exact = decision = 0
+    exact = decision = tries = 0
     t0 = time.perf_counter()
     for lo in range(0, n, batch_size):
         sl = slice(lo, lo + batch_size)
@@ -44,7 +46,8 @@ def evaluate(lm: LoadedModel, graphs: list[Graph] | GraphBatch, batch_size: int 
         sub = GraphBatch(*(t.to(device) for t in (sub.edges, sub.start, sub.goal, sub.path)))
         q = lm.tokenizer.questions(sub)
         answers = obj.answer(sub.path)
-        out = greedy(lm, q).tokens
+        out, used = decode_with(lm, q, strategy, batch=sub, generator=generator)
+        tries += int(used.sum())
         hit = out == answers
         correct += hit.sum(0).cpu()
         exact += int(hit.all(1).sum())
@@ -66,5 +69,25 @@ def evaluate(lm: LoadedModel, graphs: list[Graph] | GraphBatch, batch_size: int 
         "forced_after_decision": sum(after) / len(after) if after else None,
         "decision_accuracy": decision / n,
         "chance": 1 / lm.task.degree,
+        "decode": strategy.kind,
+        "decode_options": strategy.to_json(),
+        "tries_mean": tries / n,
+        # answer tokens generated per graph: L for greedy and sampling, W·L for beam search, tries·L for the
+        # verifier (candidates produced one by one, best first, until one is accepted)
+        "tokens_per_graph": (strategy.beam * L) if strategy.kind == "beam" else tries * L / n,
         "seconds": seconds,
     }
+
+
+def inference_fixes(lm: LoadedModel, graphs, beam: int = 4, tries: int | None = None, temperature: float = 1.0,
+                    seed: int = 0) -> list[dict]:
+    """Score one model with every decoding strategy on the same graphs: can search recover the plan?"""
+    tries = tries or max(8, 2 * lm.task.degree)
+    strategies = [Strategy("greedy"), Strategy("sample", temperature=temperature, seed=seed), Strategy("beam", beam=beam),
+                  Strategy("verify", tries=tries)]
+    rows = []
+    for s in strategies:
+        r = evaluate(lm, graphs, strategy=s)
+        rows.append({"model": lm.display_name, "objective": lm.objective.name, "strategy": s.label(), "decode": s.kind,
+                     **{k: r[k] for k in ("count", "accuracy", "decision_accuracy", "tries_mean", "tokens_per_graph", "seconds")}})
+    return rows

@@ -10,15 +10,18 @@ graph costs one decode (a few milliseconds for the shipped models).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from .checkpoint import LoadedModel
-from .decoding import greedy
-from .errors import GraphError
-from .task import MAX_TEXT, Graph, format_line, parse, parse_node_id
+from .checkpoint import LoadedModel, atomic_write_text, load
+from .checkpoint import resolve as resolve_model
+from .decoding import Strategy, decode_with, greedy
+from .errors import GraphError, NtpProbeError
+from .task import MAX_TEXT, Graph, GraphBatch, format_line, parse, parse_node_id
 
 
 @dataclass
@@ -98,8 +101,11 @@ def parse_force(text: str, lm: LoadedModel, graph: Graph | None = None) -> list[
 
 
 class ProbeSession:
-    def __init__(self, lm: LoadedModel, graph: Graph, forced: dict[int, int] | None = None, cursor: int | None = None):
+    def __init__(self, lm: LoadedModel, graph: Graph, forced: dict[int, int] | None = None, cursor: int | None = None,
+                 strategy: Strategy | None = None):
         self.lm = lm
+        self.strategy = strategy or Strategy()
+        self.tries = 1  # candidates the verifier looked at (verify strategy)
         self.graph = graph
         check_fits(graph, lm)
         self.forced: dict[int, int] = {}
@@ -257,12 +263,36 @@ class ProbeSession:
         prev = tokens[position - 1]
         return g.children(prev) if self.answer_order == "forward" else g.parents(prev)
 
+    def set_strategy(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+        self.rescore()
+
+    def _inputs(self, tokens: list[int]) -> torch.Tensor:
+        """The model's input for a full answer: question + answer[:-1] ($ for teacherless, forced tokens written in)."""
+        q = self._question()
+        x = self.objective.inputs(q, torch.tensor([tokens], device=q.device), self.lm.tokenizer.dollar)
+        if self.objective.teacherless:
+            for fp, t in self.forced.items():
+                if fp < self.length - 1:
+                    x[0, q.shape[1] + fp] = t
+        return x
+
     @torch.no_grad()
     def rescore(self) -> None:
-        forced = self._forced_tensor().to(self._question().device)
-        dec = greedy(self.lm, self._question(), forced)
-        tokens = dec.tokens[0].tolist()
-        probs = dec.logits[0].float().softmax(-1).cpu()
+        q = self._question()
+        forced = self._forced_tensor().to(q.device)
+        if self.strategy.kind == "greedy":
+            dec = greedy(self.lm, q, forced)
+            tokens, logits = dec.tokens[0].tolist(), dec.logits[0]
+        else:
+            batch = GraphBatch.from_graphs([self.graph]) if self.strategy.kind == "verify" else None
+            if batch is not None:
+                batch = GraphBatch(*(t.to(q.device) for t in (batch.edges, batch.start, batch.goal, batch.path)))
+            gen = torch.Generator().manual_seed(self.strategy.seed)
+            chosen, tries = decode_with(self.lm, q, self.strategy, forced, batch=batch, generator=gen)
+            tokens, self.tries = chosen[0].tolist(), int(tries[0])
+            logits = self.lm.model(self._inputs(tokens)).logits[0, q.shape[1] - 1 :]
+        probs = logits.float().softmax(-1).cpu()
         truth = self.true_answer
         steps = []
         for p in range(self.length):
@@ -279,18 +309,41 @@ class ProbeSession:
         self.steps = steps
 
     @torch.no_grad()
+    def layers(self, position: int | None = None) -> list[dict]:
+        """Logit lens: the distribution read out of the residual stream after each layer (final norm + unembedding)
+        at an answer step, with the correct token's probability, the best wrong alternative's and their gap.
+        The best wrong alternative is the likeliest legal-but-wrong move (another arm at the decision), else
+        the likeliest wrong token."""
+        p = self.current if position is None else position
+        st = self.steps[p]
+        x = self._inputs(self.tokens)
+        out = self.lm.model(x, want_hidden=True)
+        row = self._question().shape[1] - 1 + p
+        rows = []
+        for i, h in enumerate(out.hidden[1:]):
+            pr = self.lm.model.readout(h[0, row]).float().softmax(-1).cpu()
+            wrong = [t for t in st.legal if t != st.correct] or [t for t in range(pr.numel()) if t != st.correct]
+            best = max(wrong, key=lambda t: float(pr[t]))
+            cp = float(pr[st.correct]) if st.correct is not None else None
+            rows.append({
+                "layer": i + 1,
+                "top": self.token_str(int(pr.argmax())),
+                "top_prob": round(float(pr.max()), 6),
+                "correct_prob": None if cp is None else round(cp, 6),
+                "best_wrong": self.token_str(best),
+                "best_wrong_prob": round(float(pr[best]), 6),
+                "gap": None if cp is None else round(cp - float(pr[best]), 6),
+            })
+        return rows
+
+    @torch.no_grad()
     def attention(self, position: int | None = None) -> AttentionView | None:
         """Attention at an answer step over its input (None for models without attention, e.g. Mamba)."""
-        if self.lm.arch != "gpt":
+        if self.lm.arch != "gpt" or self.objective.masked:  # mlm-u decodes in its own order: no single step's input
             return None
         p = self.current if position is None else position
         q = self._question()
-        ans = torch.tensor([self.tokens], device=q.device)
-        x = self.objective.inputs(q, ans, self.lm.tokenizer.dollar)
-        if self.objective.teacherless:  # forced tokens are written into the input, like the decoder does
-            for fp, t in self.forced.items():
-                if fp < self.length - 1:
-                    x[0, q.shape[1] + fp] = t
+        x = self._inputs(self.tokens)
         out = self.lm.model(x, want_attn=True)
         row = q.shape[1] - 1 + p
         w = torch.stack([a[0, :, row, : row + 1] for a in out.attentions]).float().cpu()  # [layers, heads, row+1]
@@ -307,11 +360,12 @@ class ProbeSession:
         for p, t in self.forced.items():
             i = self.objective.path_index(p, self.length)
             forced[lm.objective.path_index(i, lm.task.path_len)] = t
-        return ProbeSession(lm, self.graph, forced, self.cursor)
+        return ProbeSession(lm, self.graph, forced, self.cursor, self.strategy)
 
-    def to_json(self, top_k: int = 5) -> dict:
+    def to_json(self, top_k: int = 5, layers: bool = False) -> dict:
         tok = self.token_str
-        return {
+        extra = {"decode": self.strategy.kind, "decode_options": self.strategy.to_json(), "tries": self.tries}
+        obj = {
             "model": self.lm.display_name,
             "objective": self.objective.name,
             "graph": format_line(self.graph, with_answer=False),
@@ -338,7 +392,70 @@ class ProbeSession:
             "true_path": self.true_path,
             "correct": self.correct,
             "ood": self.ood,
+            **extra,
         }
+        if layers:
+            for i, st in enumerate(obj["steps"]):
+                st["layers"] = self.layers(i)
+        return obj
+
+    # -- saving and loading ----------------------------------------------------------------------
+    def model_ref(self) -> str:
+        """How the session file names its model: the shipped name if it resolves to this file, else the path."""
+        path = self.lm.path.resolve() if self.lm.path else None
+        if self.lm.name:
+            try:
+                if resolve_model(self.lm.name)[0].resolve() == path:
+                    return self.lm.name
+            except NtpProbeError:
+                pass
+        return str(path or "")
+
+    def save(self, path: str | Path) -> None:
+        """Write the session (model, graph, forced tokens, cursor, strategy) as a small JSON file, atomically."""
+        data = {
+            "format": SESSION_FORMAT,
+            "model": self.model_ref(),
+            "graph": format_line(self.graph, with_answer=False),
+            "forced": {str(p): t for p, t in sorted(self.forced.items())},
+            "cursor": self.cursor,
+            "strategy": {"kind": self.strategy.kind, "temperature": self.strategy.temperature, "top_k": self.strategy.top_k,
+                         "beam": self.strategy.beam, "tries": self.strategy.tries, "seed": self.strategy.seed},
+        }
+        try:
+            atomic_write_text(Path(path), json.dumps(data, indent=2) + "\n")
+        except OSError as e:
+            raise NtpProbeError(f"cannot save the session to {path}: {e.strerror or e}") from None
+
+
+SESSION_FORMAT = "ntp-probe-session/1"
+
+
+def load_session(path: str | Path, lm: LoadedModel | None = None) -> ProbeSession:
+    """Load a saved session; its model is loaded by name/path unless ``lm`` is given. Stale files are clear errors."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise NtpProbeError(f"{p}: no such session file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NtpProbeError(f"{p}: not a session file ({e.__class__.__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
+        raise NtpProbeError(f"{p}: not an ntp-probe session file (format {data.get('format') if isinstance(data, dict) else '?'})")
+    try:
+        if lm is None:
+            lm = load(data["model"])
+        graph = parse_for_model(data["graph"], lm)
+        forced = {int(k): int(v) for k, v in data.get("forced", {}).items()}
+        strategy = Strategy(**data.get("strategy", {}))
+        cursor = int(data.get("cursor", lm.task.path_len))
+    except KeyError as e:
+        raise NtpProbeError(f"{p}: session file lacks {e}") from None
+    except (TypeError, ValueError) as e:
+        raise NtpProbeError(f"{p}: bad session file ({e})") from None
+    except NtpProbeError as e:
+        raise e.__class__(f"{p}: stale session: {e}") from None
+    return ProbeSession(lm, graph, forced, cursor, strategy)
 
 
 __all__ = ["ProbeSession", "Step", "AttentionView", "parse_for_model", "parse_force", "check_fits"]

@@ -41,7 +41,7 @@ def models_table(rows: list[dict]) -> Table:
     return t
 
 
-def probe_panel(session, top_k: int = 5):
+def probe_panel(session, top_k: int = 5, layers: bool = False):
     """A probe session as Rich renderables: the answer with forced tokens marked, then top-k per step."""
     from rich.console import Group
     from rich.text import Text
@@ -72,7 +72,20 @@ def probe_panel(session, top_k: int = 5):
         corr = "—" if st.correct is None else f"{s.token_str(st.correct)} (#{st.correct_rank}, {st.correct_prob:.2f})"
         t.add_row(str(st.position), s.token_str(st.token) + (" [magenta]forced[/]" if st.forced else ""),
                   f"{st.entropy:.3f}", f"{st.legal_mass:.3f}", corr, tops)
-    return Group(head, t)
+    parts = [head, t]
+    if s.strategy.kind != "greedy":
+        parts.insert(1, Text(f"decoded with {s.strategy.label()}" + (f", {s.tries} tries" if s.strategy.kind == "verify" else ""),
+                             style="dim"))
+    if layers:
+        lens = Table(title="logit lens (per layer readout)", title_justify="left", box=None)
+        for col in ("pos", "layer", "top", "correct p", "best wrong", "wrong p", "gap"):
+            lens.add_column(col)
+        for st in s.steps:
+            for r in s.layers(st.position):
+                lens.add_row(str(st.position), str(r["layer"]), f"{r['top']} ({r['top_prob']:.2f})", _f(r["correct_prob"]),
+                             r["best_wrong"], _f(r["best_wrong_prob"]), _f(r["gap"]))
+        parts.append(lens)
+    return Group(*parts)
 
 
 def clever_hans_table(res: dict) -> Table:
@@ -97,4 +110,15 @@ def reproduce_table(rows: list[dict], label: str) -> Table:
     for r in rows:
         t.add_row(r["name"], r["objective"], _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["forced_accuracy"]),
                   _f(r["forced_after_decision"]), _f(r["clever_hans_rate"]))
+    return t
+
+
+def inference_table(rows: list[dict]) -> Table:
+    t = Table(title="Inference-time fixes: strategy × accuracy × cost", title_justify="left",
+              caption="tries: candidates the verifier checked; tokens: answer tokens generated per graph", caption_justify="left")
+    for col in ("model", "objective", "strategy", "accuracy", "decision", "tries", "tokens/graph", "seconds"):
+        t.add_column(col, justify="left" if col in ("model", "objective", "strategy") else "right")
+    for r in rows:
+        t.add_row(r["model"], r["objective"], r["strategy"], _f(r["accuracy"]), _f(r["decision_accuracy"]),
+                  f"{r['tries_mean']:.2f}", f"{r['tokens_per_graph']:.1f}", f"{r['seconds']:.1f}")
     return t
