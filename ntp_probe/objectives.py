@@ -8,6 +8,10 @@ Each objective is a small frozen dataclass. All share one convention: the traini
 * ``teacherless`` — the answer's inputs are ``$`` dummies, so every answer token is predicted
   from the question alone (one forward pass at inference).
 * ``multi-token`` — ``k`` output heads predict t+1 … t+k (Gloeckle et al. 2024); decoding uses head 0.
+* ``mlm-u``       — any-order masked training with a uniform masking rate (Kitouni et al. 2024), past
+  the paper: bidirectional attention over ``question + answer`` (no shift), a uniformly random
+  fraction of the answer replaced by ``$``, loss on the masked tokens; decoded by filling in the most
+  confident masked position one pass at a time (``ntp_probe.anyorder``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ class Objective:
     reverse: bool = False
     teacherless: bool = False
     n_future: int = 1
+    masked: bool = False  # mlm-u: bidirectional, unshifted, inputs with a random fraction of $ masks
+
+    @property
+    def extra_context(self) -> int:
+        """Tokens beyond ``task.seq_len`` the model must hold: the unshifted mlm-u sequence is one longer."""
+        return 1 if self.masked else 0
 
     @property
     def answer_order(self) -> str:
@@ -49,6 +59,8 @@ class Objective:
 
     def inputs(self, question: torch.Tensor, answer: torch.Tensor, dollar: int) -> torch.Tensor:
         """Model input ``question + answer[:-1]``, with ``$`` in the answer part for teacherless."""
+        if self.masked:  # the first decoding pass: the whole answer masked
+            return torch.cat([question, torch.full_like(answer, dollar)], dim=1)
         x = torch.cat([question, answer[:, :-1]], dim=1)
         if self.teacherless:
             x[:, question.shape[1] :] = dollar
@@ -59,6 +71,10 @@ class Objective:
         seq = torch.cat([question, answer], dim=1)
         B, T = seq.shape
         Q = question.shape[1]
+        if self.masked:  # unshifted: position Q+i predicts answer[i]
+            y = torch.full((B, T, 1), IGNORE, dtype=torch.long, device=seq.device)
+            y[:, Q:, 0] = answer
+            return y
         y = torch.full((B, T - 1, self.n_future), IGNORE, dtype=torch.long, device=seq.device)
         for j in range(self.n_future):
             lo = max(Q - 1 - j, 0)  # first position whose target seq[t+1+j] lies in the answer
@@ -66,6 +82,20 @@ class Objective:
             if hi > lo:
                 y[:, lo:hi, j] = seq[:, lo + 1 + j : hi + 1 + j]
         return y
+
+    def masked_batch(self, question: torch.Tensor, answer: torch.Tensor, mask: int,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """mlm-u training pair: per graph a masking rate r ~ U(0, 1), each answer token replaced by ``mask``
+        with probability r (at least one), targets only at the masked positions."""
+        B, L = answer.shape
+        dev = answer.device
+        rate = torch.rand(B, 1, generator=generator, device=dev)
+        m = torch.rand(B, L, generator=generator, device=dev) < rate
+        m[torch.arange(B, device=dev), torch.randint(L, (B,), generator=generator, device=dev)] = True
+        x = torch.cat([question, torch.where(m, torch.full_like(answer, mask), answer)], dim=1)
+        y = torch.full((B, x.shape[1], 1), IGNORE, dtype=torch.long, device=dev)
+        y[:, question.shape[1]:, 0] = torch.where(m, answer, torch.full_like(answer, IGNORE))
+        return x, y
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over heads; ``logits`` is [B, T, V] or [B, T, H, V]."""
@@ -82,7 +112,7 @@ class Objective:
         return {"name": self.name, "n_future": self.n_future}
 
 
-OBJECTIVES = ("next-token", "reverse", "teacherless", "multi-token")
+OBJECTIVES = ("next-token", "reverse", "teacherless", "multi-token", "mlm-u")
 
 
 def make_objective(name: str, n_future: int = 4) -> Objective:
@@ -96,6 +126,8 @@ def make_objective(name: str, n_future: int = 4) -> Objective:
         if n_future < 2:
             raise UsageError("multi-token needs --future ≥ 2 heads")
         return Objective(name, n_future=n_future)
+    if name == "mlm-u":
+        return Objective(name, masked=True)
     raise UsageError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
 
 

@@ -149,6 +149,8 @@ class DataStream:
             b = GraphBatch(p.edges[idx], p.start[idx], p.goal[idx], p.path[idx])
         q = self.tok.questions(b)
         a = self.objective.answer(b.path)
+        if self.objective.masked:
+            return self.objective.masked_batch(q, a, self.tok.dollar, gen)
         return self.objective.inputs(q, a, self.tok.dollar), self.objective.targets(q, a)
 
 
@@ -213,6 +215,8 @@ def train(
     if cfg.d_model % cfg.heads:
         raise UsageError(f"--d-model {cfg.d_model} must be divisible by --heads {cfg.heads}")
     objective = make_objective(cfg.objective, cfg.future)
+    if objective.masked and cfg.arch != "gpt":
+        raise UsageError(f"--objective {cfg.objective} needs bidirectional attention: use --arch gpt")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = pick_device(cfg.device)
@@ -235,7 +239,7 @@ def train(
     tok = Tokenizer(cfg.nodes)
     mcfg = GPTConfig(
         vocab_size=tok.vocab_size,
-        block_size=task.seq_len,
+        block_size=task.seq_len + objective.extra_context,
         n_layer=cfg.layers,
         n_head=cfg.heads,
         n_embd=cfg.d_model,
@@ -244,6 +248,7 @@ def train(
         arch=cfg.arch,
         d_state=cfg.d_state,
         expand=cfg.expand,
+        causal=not objective.masked,
     )
     if resume:
         saved_cfg = ckpt.read_state_meta(out / ckpt.STATE_FILE).get("train", {})
