@@ -124,6 +124,10 @@ STRATEGIES = ("greedy", "sample", "beam", "verify")
 
 def _step_source(lm: LoadedModel, questions: torch.Tensor, forced: torch.Tensor | None):
     """(first log-probs [B, V], advance(tokens, row_index) -> next log-probs) for autoregressive or one-pass models."""
+    if lm.objective.masked:
+        from .errors import UsageError
+
+        raise UsageError(f"{lm.objective.name} decodes by greedy fill-in only (no left-to-right sampling or beam search)")
     model, L = lm.model, lm.task.path_len
     B, Q = questions.shape
     if lm.objective.teacherless:

@@ -317,8 +317,13 @@ class ProbeSession:
         p = self.current if position is None else position
         st = self.steps[p]
         x = self._inputs(self.tokens)
-        out = self.lm.model(x, want_hidden=True)
         row = self._question().shape[1] - 1 + p
+        if self.objective.masked:  # mlm-u (unshifted): slot p masked, the other slots as decoded
+            q = self._question()
+            x = torch.cat([q, torch.tensor([self.tokens], device=q.device)], dim=1)
+            x[0, q.shape[1] + p] = self.lm.tokenizer.dollar
+            row = q.shape[1] + p
+        out = self.lm.model(x, want_hidden=True)
         rows = []
         for i, h in enumerate(out.hidden[1:]):
             pr = self.lm.model.readout(h[0, row]).float().softmax(-1).cpu()

@@ -91,6 +91,13 @@ def test_learns_g23_and_tools_run(tmp_path):
     assert s.cursor == 1
     s.force(1, 1)
     assert s.tokens[1] == 1 and s.steps[1].forced
+    lens = s.layers(2)
+    assert len(lens) == 1 and 0 <= lens[-1]["correct_prob"] <= 1
+    from ntp_probe.decoding import Strategy, decode_with
+    from ntp_probe.errors import UsageError
+
+    with pytest.raises(UsageError, match="fill-in"):
+        decode_with(lm, s._question(), Strategy("beam"))
     r = runner.invoke(app, ["probe", str(tmp_path), "--graph", "0,1|1,2|0,3|3,4/0,4", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.splitlines()[0])["objective"] == "mlm-u"
