@@ -366,6 +366,7 @@ def inference_fixes_cmd(
     temperature: TempOpt = 1.0,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for reports).")] = False,
 ) -> None:
     """Greedy, sampling, beam search and a perfect verifier on the same graphs: does search recover the plan?"""
     from .checkpoint import load
@@ -379,6 +380,13 @@ def inference_fixes_cmd(
                                 temperature=temperature, seed=seed)
     if as_json:
         print(json.dumps(rows))
+        return
+    if markdown:
+        print("| model | objective | strategy | accuracy | decision accuracy | tries (mean) | tokens per graph |")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['model']} | {r['objective']} | {r['strategy']} | {r['accuracy']:.3f} | {r['decision_accuracy']:.3f} "
+                  f"| {r['tries_mean']:.2f} | {r['tokens_per_graph']:.1f} |")
         return
     from .render import inference_table
 

@@ -44,7 +44,7 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
     gen = torch.Generator().manual_seed(seed)
     n, L, d = len(batch), t.path_len, t.degree
     follow = torch.zeros(L, dtype=torch.long)
-    hans = decision_ok = 0
+    hans = decision_ok = goal_end = follow_until_last = 0
     ent_sum = mass_sum = 0.0
     for lo in range(0, n, batch_size):
         sub = GraphBatch(*(x[lo : lo + batch_size].to(device) for x in (batch.edges, batch.start, batch.goal, batch.path)))
@@ -60,6 +60,8 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
         hit = out[:, 1:] == wrong  # positions 1..l-1 against the wrong arm
         follow[1:] += hit.sum(0).cpu()
         hans += int(hit[:, 1:].all(1).sum())
+        goal_end += int((out[:, -1] == sub.goal).sum())
+        follow_until_last += int(hit[:, 1:-1].all(1).sum()) if L > 3 else B
         # the unforced decision: greedy choice, and its distribution given the true prefix "s"
         dec_logits = teacher_forced(lm, q, obj.answer(sub.path))[:, 1]
         p = dec_logits.softmax(-1)
@@ -73,6 +75,9 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
         "model": lm.display_name,
         "objective": obj.name,
         "clever_hans_rate": hans / n,
+        # a second shortcut: on the wrong arm, does the model still end with the goal it read in the question?
+        "follow_before_last_rate": follow_until_last / n,
+        "ends_at_goal_rate": goal_end / n,
         "follow_rate_per_position": per_pos,
         "decision_accuracy": decision_ok / n,
         "decision_entropy": ent_sum / n,

@@ -97,6 +97,10 @@ def clever_hans_table(res: dict) -> Table:
               "forced onto a wrong arm, the model walks it to the wrong leaf (it learned 'child of previous token')")
     fr = " ".join("—" if x is None else f"{x:.2f}" for x in res["follow_rate_per_position"])
     t.add_row("follow rate per position", fr, "fraction still on the wrong arm at each answer position (0, 1 forced)")
+    t.add_row("follow_before_last_rate", _f(res["follow_before_last_rate"]),
+              "on the wrong arm at every position but the last")
+    t.add_row("ends_at_goal_rate", _f(res["ends_at_goal_rate"]),
+              "last token is the true goal anyway: copied from the question (a second shortcut), not walked to")
     t.add_row("decision_accuracy", _f(res["decision_accuracy"]), f"greedy arm choice right (chance {res['chance']:.2f})")
     t.add_row("decision_entropy", _f(res["decision_entropy"]), f"nats at the decision; uniform over arms is log d = {res['log_degree']:.3f}")
     t.add_row("decision_mass_on_children", _f(res["decision_mass_on_children"]), "probability on the start's children")
