@@ -117,6 +117,8 @@ class ProbeApp(App):
         self.head = 0
         self.load_error: str | None = None
         self.last_decode_s: float | None = None
+        self.first_paint: float | None = None
+        self.loaded_at: float | None = None
         # the operation queue, drained by one thread worker at a time
         self._lock = threading.Lock()
         self._queue: deque = deque()
@@ -126,6 +128,8 @@ class ProbeApp(App):
         self._shown_seq = -1
         self._intent_key = None
         self._last_line = ""
+        self._mirror = None
+        self._mirror_key = None
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -157,7 +161,12 @@ class ProbeApp(App):
         for sel in ("#decode", "#dist", "#side"):
             self.query_one(sel).loading = True
         self.query_one("#topk").focus()
-        self.load_models()
+        # paint the first screen before the worker starts importing torch (which holds the GIL for a while)
+        self.call_after_refresh(self._start_loading)
+
+    def _start_loading(self) -> None:
+        self.first_paint = time.perf_counter()
+        self.set_timer(0.05, self.load_models)
 
     def on_resize(self, event) -> None:
         self.screen.set_class(event.size.width >= 140, "-wide")
@@ -169,6 +178,9 @@ class ProbeApp(App):
         t0 = time.perf_counter()
         models, errors = [], []
         try:
+            import torch
+
+            torch.set_num_threads(1)  # tiny models: one thread is fastest and leaves the other cores alone
             from ..checkpoint import load, resolve
         except Exception as e:  # noqa: BLE001 - a broken torch install is a message, not a crash
             self.post_message(ModelsLoaded([], [f"cannot import the engine: {e}"], 0.0))
@@ -196,6 +208,7 @@ class ProbeApp(App):
         self.post_message(ModelsLoaded(models, errors, time.perf_counter() - t0))
 
     def on_models_loaded(self, msg: ModelsLoaded) -> None:
+        self.loaded_at = time.perf_counter()
         for sel in ("#decode", "#dist", "#side"):
             self.query_one(sel).loading = False
         for e in msg.errors:
@@ -322,9 +335,14 @@ class ProbeApp(App):
             return
         mirror = mirror_error = None
         other = self.compare_lm
-        if other is not None:
+        key = (graph_key(s.graph), tuple(sorted(s.forced.items())), id(other))
+        if other is not None and key == self._mirror_key and self._mirror is not None:
+            mirror = clone(self._mirror)  # only the cursor moved: no need to decode again
+            mirror.cursor = max(0, min(s.cursor, mirror.length))
+        elif other is not None:
             try:
-                mirror = s.mirror(other)
+                mirror = self._mirror = s.mirror(other)
+                self._mirror_key = key
             except NtpProbeError as e:
                 mirror_error = str(e)
             except Exception as e:  # noqa: BLE001

@@ -29,7 +29,7 @@ def dist_header(s) -> Text:
     return t
 
 
-def topk_options(s, k: int, width: int = 14) -> list[Option]:
+def topk_options(s, k: int, width: int = 10) -> list[Option]:
     st = s.steps[s.current]
     out = []
     for tok, p in st.top(k):
@@ -39,9 +39,9 @@ def topk_options(s, k: int, width: int = 14) -> list[Option]:
         t.append(f"{s.token_str(tok):>3} ", style="bold")
         t.append(bar(p, width), style=style.replace("bold ", ""))
         t.append(f" {p:.2f} ")
-        t.append({"correct": "✓ correct", "legal": "legal", "illegal": "illegal"}[cls], style=style)
+        t.append({"correct": "✓correct", "legal": "legal", "illegal": "illegal"}[cls], style=style)
         if tok == st.token:
-            t.append(" ◀ forced" if st.forced else " ◀ chosen", style=FORCED if st.forced else DIM)
+            t.append(" ◀forced" if st.forced else " ◀chosen", style=FORCED if st.forced else DIM)
         out.append(Option(t, id=str(tok)))
     return out
 

@@ -156,7 +156,7 @@ def strip(s, label: bool = True) -> Text:
         p = float(st.probs.max())
         cur = st.position == s.current
         mark = "◆" if st.position == s.decision_position else " "
-        t.append(f"{st.position}{mark}", style="bold reverse" if cur else DIM)
+        t.append(f"{st.position}{mark}", style=("bold reverse" if cur else DIM) + (" magenta" if st.forced else ""))
         t.append(bar(p, 4), style=conf_style(p))
         t.append((" 1.0" if p >= 0.995 else " " + f"{p:.2f}"[1:]), style=conf_style(p))
         t.append("  ")
