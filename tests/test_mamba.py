@@ -100,6 +100,8 @@ def test_cli_training_and_tools(mamba_run):
     r = runner.invoke(app, ["clever-hans", str(mamba_run), "--count", "40", "--json"])
     assert r.exit_code == 0, r.output
     assert 0 <= json.loads(r.stdout)["clever_hans_rate"] <= 1
+    r = runner.invoke(app, ["export", str(mamba_run), "--out", str(mamba_run / "tl.safetensors")])
+    assert r.exit_code == 2 and "only GPT" in r.stderr
 
 
 def test_probe_session_on_mamba(mamba_run):
