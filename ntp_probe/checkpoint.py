@@ -18,7 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_file, save_model
 
-from .errors import ModelFileError
+from .errors import ModelFileError, NtpProbeError
 from .model import GPT, GPTConfig
 from .objectives import Objective, objective_from_meta
 from .tokenizer import Tokenizer
@@ -169,6 +169,34 @@ def read_meta(path: Path) -> dict:
     return meta
 
 
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else e.__class__.__name__
+
+
+def _check_shapes(path: Path, config: GPTConfig) -> None:
+    """Compare the file's tensor shapes (read from the header) with the config's, building only a meta-device skeleton."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+    layers = len({k.split(".")[1] for k in shapes if k.startswith("blocks.")})
+    if config.n_layer != layers:
+        raise ModelFileError(f"{path}: tensors do not match the config (n_layer {config.n_layer!r}, the file holds {layers})")
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(config)
+    except ModelFileError as e:
+        raise ModelFileError(f"{path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any bad field is one message
+        raise ModelFileError(f"{path}: cannot build the model from its config ({_first_line(e)})") from None
+    for k, t in skeleton.state_dict().items():
+        if k in shapes and tuple(t.shape) != shapes[k]:
+            raise ModelFileError(f"{path}: tensors do not match the config ({k} is {list(shapes[k])} in the file, "
+                                 f"{list(t.shape)} by the config)")
+
+
 def load_file(path: str | Path, device: str | torch.device = "cpu", name: str | None = None) -> LoadedModel:
     path = Path(path)
     meta = read_meta(path)
@@ -178,18 +206,23 @@ def load_file(path: str | Path, device: str | torch.device = "cpu", name: str | 
         objective = objective_from_meta(meta["objective"])
     except (KeyError, TypeError, ValueError, Exception) as e:  # noqa: BLE001 - any bad field is one message
         raise ModelFileError(f"{path}: the metadata's config is incomplete or wrong ({e.__class__.__name__}: {e})") from None
+    try:
+        from .task import check_topology
+
+        check_topology(task.degree, task.path_len, task.nodes)
+    except NtpProbeError as e:
+        raise ModelFileError(f"{path}: the metadata's task is impossible ({e})") from None
     if config.vocab_size != task.nodes + 4:
         raise ModelFileError(f"{path}: config vocab_size {config.vocab_size} does not match N={task.nodes} (+4 specials)")
     if config.block_size < task.seq_len:
         raise ModelFileError(f"{path}: context {config.block_size} is shorter than the task's {task.seq_len} tokens")
     if config.n_future != objective.n_future:
         raise ModelFileError(f"{path}: config has {config.n_future} heads but the objective {objective.n_future}")
+    _check_shapes(path, config)  # before allocating: a wrong header must not ask for terabytes
     try:
         model = build_model(config)
-    except ModelFileError:
-        raise
     except Exception as e:  # noqa: BLE001
-        raise ModelFileError(f"{path}: cannot build the model from its config ({e})") from None
+        raise ModelFileError(f"{path}: cannot build the model from its config ({_first_line(e)})") from None
     try:
         missing, unexpected = st_load_model(model, str(path), strict=False, device=str(device))
     except (SafetensorError, RuntimeError, OSError, ValueError) as e:
