@@ -1,0 +1,60 @@
+"""The app on the new architecture and objective: a Mamba model and an mlm-u model step, force and show
+"attention: not available" instead of an attention view."""
+
+import asyncio
+import json
+
+import pytest
+
+from conftest import tiny_config
+from ntp_probe.checkpoint import load
+from ntp_probe.tui.app import ProbeApp
+
+GRAPH = "1→2, 0→1, 0→3, 3→4 || find(0 → 2)"
+
+
+@pytest.fixture(scope="module", params=["mamba", "mlm-u"])
+def lm(request, tmp_path_factory):
+    from ntp_probe.train import train
+
+    out = tmp_path_factory.mktemp(request.param)
+    kw = {"arch": "mamba", "d_state": 4} if request.param == "mamba" else {"objective": "mlm-u"}
+    train(tiny_config(out, **{"steps": 10, **kw}), out)
+    return load(out)
+
+
+async def settle(app, pilot):
+    for _ in range(400):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        busy = app._draining or app._queue or any(w.is_running for w in app.workers)
+        if not busy and app.models and (app._applied == 0 or app._shown_seq == app._applied):
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("the app did not settle")
+
+
+def test_app_steps_forces_and_says_no_attention(lm):
+    async def run():
+        app = ProbeApp([lm], graph=GRAPH)
+        async with app.run_test(size=(100, 32)) as pilot:
+            await settle(app, pilot)
+            s = app.session
+            assert s is not None and s.length == 3
+            await pilot.press("0", "right")
+            await settle(app, pilot)
+            assert app.session.cursor == 1
+            await pilot.press("w")
+            await settle(app, pilot)
+            assert app.session.steps[1].forced
+            text = app.query_one("#attention").render()
+            assert "not available" in str(getattr(text, "plain", text))
+
+    asyncio.run(run())
+    json.dumps(session_json(lm))  # probe --json with the logit lens works too
+
+
+def session_json(lm):
+    from ntp_probe.probing import ProbeSession, parse_for_model
+
+    return ProbeSession(lm, parse_for_model(GRAPH, lm)).to_json(layers=True)
