@@ -310,9 +310,12 @@ def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
 def read_state_meta(path: Path) -> dict:
     try:
         with safe_open(str(path), framework="pt") as f:
-            return json.loads((f.metadata() or {})[META_KEY])
+            meta = json.loads((f.metadata() or {})[META_KEY])
     except (SafetensorError, OSError, KeyError, ValueError) as e:
         raise ModelFileError(f"{path}: cannot read the training state ({e.__class__.__name__}); start over with --force") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: the training state's metadata is not an object; start over with --force")
+    return meta
 
 
 def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -325,11 +328,17 @@ def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     if "wte.weight" in sd and hasattr(model, "lm_head"):
         sd["lm_head.weight"] = sd["wte.weight"]
-    model.load_state_dict(sd)
-    state: dict[int, dict] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, idx, name = k.split(".", 2)
-            state.setdefault(int(idx), {})[name] = v
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    try:
+        if not isinstance(meta, dict) or not isinstance(meta.get("step"), int):
+            raise KeyError("step")
+        model.load_state_dict(sd)
+        state: dict[int, dict] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, idx, name = k.split(".", 2)
+                state.setdefault(int(idx), {})[name] = v
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise ModelFileError(f"{path}: the training state does not fit this run ({e.__class__.__name__}: "
+                             f"{_first_line(e)}); start over with --force") from None
     return meta

@@ -15,3 +15,7 @@ class ModelFileError(NtpProbeError):
 
 class UsageError(NtpProbeError):
     """A bad combination of options or arguments."""
+
+
+class WriteError(NtpProbeError):
+    """A file that could not be written (disk full, no permission); the previous version is left intact."""

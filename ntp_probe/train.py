@@ -25,7 +25,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .checkpoint import LoadedModel, TaskSpec
-from .errors import NtpProbeError, UsageError
+from .errors import ModelFileError, NtpProbeError, UsageError, WriteError
 from .evaluate import evaluate
 from .model import GPTConfig
 from .objectives import make_objective
@@ -155,12 +155,19 @@ class DataStream:
 
 
 def _prepare_out(out: Path, resume: bool, force: bool) -> None:
+    try:
+        _prepare_out_unchecked(out, resume, force)
+    except OSError as e:  # e.g. an unreadable directory, or a path through a file
+        raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+
+
+def _prepare_out_unchecked(out: Path, resume: bool, force: bool) -> None:
     state = out / ckpt.STATE_FILE
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     if resume:
         if not state.is_file():
-            raise UsageError(f"--resume: {out} has no {ckpt.STATE_FILE} to resume from")
+            raise UsageError(f"--resume: {out} has no {ckpt.STATE_FILE} to resume from (start over with --force)")
         return
     if out.is_dir() and any(out.iterdir()):
         if not force:
@@ -181,22 +188,32 @@ def _trim_metrics(path: Path, upto_step: int) -> None:
     """Keep only complete metric lines up to the resumed step (drops torn and repeated lines)."""
     if not path.exists():
         return
-    keep = []
-    for line in path.read_text().splitlines():
+    keep, seen = [], set()
+    for line in path.read_text(errors="replace").splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if rec.get("step", 0) <= upto_step:
+        step = rec.get("step") if isinstance(rec, dict) else None
+        if isinstance(step, int) and step <= upto_step and step not in seen:
+            seen.add(step)
             keep.append(line)
-    ckpt.atomic_write_text(path, "".join(x + "\n" for x in keep))
+    try:
+        ckpt.atomic_write_text(path, "".join(x + "\n" for x in keep))
+    except OSError as e:
+        raise WriteError(f"{path}: cannot rewrite the metrics log ({e.strerror or e}); it is unchanged") from None
 
 
 def _append_metric(path: Path, rec: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(rec) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """One whole line per evaluation: a line torn by a kill is dropped by ``_trim_metrics`` on resume."""
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise WriteError(f"{path}: cannot append step {rec['step']} ({e.strerror or e}); the checkpoint of the last "
+                         "evaluation is intact, continue with --resume") from None
 
 
 def train(
@@ -302,10 +319,14 @@ def train(
             "command": command,
         }
         train_meta = asdict(cfg)
-        ckpt.save_state(out / ckpt.STATE_FILE, raw_model, opt, {"step": step_done, "wall_time_s": wall(), "train": train_meta,
-                                                                 "loss_sum": loss_sum, "loss_n": loss_n})
         meta = ckpt.make_meta(raw_model, task, objective, training={**summary, "config": train_meta}, metrics=last_metrics)
-        ckpt.save(out / ckpt.MODEL_FILE, raw_model, meta)
+        try:  # each write is atomic: on failure the file keeps its previous checkpoint
+            ckpt.save_state(out / ckpt.STATE_FILE, raw_model, opt, {"step": step_done, "wall_time_s": wall(),
+                                                                     "train": train_meta, "loss_sum": loss_sum, "loss_n": loss_n})
+            ckpt.save(out / ckpt.MODEL_FILE, raw_model, meta)
+        except OSError as e:
+            raise WriteError(f"{out}: cannot save the checkpoint of step {step_done} ({e.strerror or e}); the previous "
+                             "checkpoint is intact, continue with --resume") from None
         emit({"event": "save", "step": step_done})
 
     with _StopFlag() as stop:
