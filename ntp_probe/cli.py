@@ -172,6 +172,10 @@ def train(
 
     with TrainProgress(err, quiet=quiet or not err.is_terminal) as progress:
         summary = run_train(cfg, out_dir, resume=resume, force=force, callback=progress, command=run_command_line())
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return
     m = summary["metrics"]
     state = "interrupted, saved" if summary["interrupted"] else ("target reached" if summary["stopped_early"] else "done")
     acc = f" greedy accuracy {m['accuracy']:.3f}, decision {m['decision_accuracy']:.3f}" if m else ""
