@@ -104,7 +104,8 @@ def mutated(draw):
         elif op == "blank-lines":
             text = text[:i] + "\n \n\t\n" + text[i:]
         else:  # replace a number with a negative, huge or odd one
-            text = text.replace(str(g.start), draw(st.sampled_from(["-3", "-0", "9" * 25, "9" * 4400, "", " ", "0" * 50 + "7"])), 1)
+            odd = draw(st.sampled_from(["-3", "-0", "9" * 25, "9" * 4400, "", " ", "0" * 50 + "7"]))
+            text = text.replace(str(g.start), odd, 1)
     return text
 
 
@@ -233,7 +234,8 @@ def test_force_lists(text):
 def test_force_list_specific_cases():
     for text, fragment in (("٣", "ASCII digits"), ("²", "ASCII digits"), ("--1", "not a node id"), ("-1", "negative"),
                            ("9" * 5000, "too large"), ("1" * (MAX_TEXT + 1), "characters"), ("", "empty"), (" , ,", "empty"),
-                           ("0,1,2,3", "only 3 positions"), ("10", "out of range"), ("5", "not in the graph"), ("0x1", "not a node id")):
+                           ("0,1,2,3", "only 3 positions"), ("10", "out of range"), ("5", "not in the graph"),
+                           ("0x1", "not a node id")):
         with pytest.raises(GraphError, match=fragment):
             parse_force(text, FAKE, FORCE_GRAPH)
     assert parse_force("0 1\t2", FAKE, FORCE_GRAPH) == [0, 1, 2]
