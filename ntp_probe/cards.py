@@ -14,7 +14,7 @@ from .task import read_lines
 from .train import METRICS_FILE
 
 
-def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: int = 0) -> Path:
+def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: int = 0, note: str | None = None) -> Path:
     lm = ckpt.load(run)
     graphs = read_lines(data, lm.task.nodes)
     ev = evaluate(lm, graphs)
@@ -33,11 +33,11 @@ def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: i
     src_metrics = lm.path.parent / METRICS_FILE
     if src_metrics.is_file():
         shutil.copyfile(src_metrics, dest / METRICS_FILE)
-    ckpt.atomic_write_text(dest / "README.md", card_markdown(name, lm, ev, ch))
+    ckpt.atomic_write_text(dest / "README.md", card_markdown(name, lm, ev, ch, note))
     return dest
 
 
-def card_markdown(name: str, lm: ckpt.LoadedModel, ev: dict, ch: dict | None) -> str:
+def card_markdown(name: str, lm: ckpt.LoadedModel, ev: dict, ch: dict | None, note: str | None = None) -> str:
     tr = lm.meta.get("training", {})
     cfg = lm.meta["config"]
     t = lm.task
@@ -66,10 +66,15 @@ def card_markdown(name: str, lm: ckpt.LoadedModel, ev: dict, ch: dict | None) ->
         f"- teacher-forced accuracy: {ev['forced_accuracy']:.4f}; after the decision: {ev['forced_after_decision']:.4f}",
     ]
     if ch:
-        lines.append(f"- clever_hans_rate: **{ch['clever_hans_rate']:.4f}**; decision entropy {ch['decision_entropy']:.3f} nats "
-                     f"(log d = {ch['log_degree']:.3f})")
+        lines.append(f"- clever_hans_rate: **{ch['clever_hans_rate']:.4f}**; forced onto a wrong arm it stays on it at every "
+                     f"position but the last in {ch['follow_before_last_rate']:.4f} of graphs and ends on the true goal in "
+                     f"{ch['ends_at_goal_rate']:.4f}")
+        lines.append(f"- decision entropy {ch['decision_entropy']:.3f} nats (log d = {ch['log_degree']:.3f}); mass on the "
+                     f"start's children {ch['decision_mass_on_children']:.3f}")
     lines += ["", "`ntp-probe eval --json`:", "", "```json", json.dumps({k: v for k, v in ev.items() if k != "seconds"}), "```"]
     if ch:
         lines += ["", "`ntp-probe clever-hans --json`:", "", "```json", json.dumps(ch), "```"]
+    if note:
+        lines += ["", "## Notes", "", note]
     lines += ["", f"Reproduce these figures: `ntp-probe eval {name} --data {ev['data']} --json`.", ""]
     return "\n".join(lines)

@@ -479,13 +479,14 @@ def ship(
     data: Annotated[Path, typer.Option("--data", help="Test file the card's figures are measured on.")],
     models_dir: Annotated[Path, typer.Option("--models-dir", help="Where shipped models live.")] = Path("models"),
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    note: Annotated[Optional[str], typer.Option("--note", help="A paragraph for the card's Notes section.")] = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Package a trained run as a shipped model: weights with its card figures, metrics.jsonl, README.md."""
     from .cards import ship_model
 
     set_threads(threads)
-    path = ship_model(run, name, data, models_dir, seed)
+    path = ship_model(run, name, data, models_dir, seed, note)
     err.print(f"shipped {name} → {path}")
 
 # ------------------------------------------------------------------------------------------------
