@@ -27,6 +27,8 @@ STATS: Counter = Counter()
 
 
 def fuzz(n: int) -> settings:
+    """``n`` examples a run (times NTP_FUZZ_SCALE, for a deeper run by hand)."""
+    n *= int(os.environ.get("NTP_FUZZ_SCALE", "1"))
     return settings(max_examples=n, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -178,8 +180,12 @@ def test_enormous_inputs_are_fast(kind, size):
     text = {"edges": body + "0,1/0,1", "blanks": "0→1" + body + "1 || find(0" + body + "x)", "digits": "0," + body + "/0,1",
             "arrows": "0" + body + "1 || find(0 → 1)", "pipes": body, "over": body * 2 + "y", "chain": body}[kind]
     t0 = time.perf_counter()
+    try:
+        parse(text)
+    except GraphError:
+        pass
+    assert time.perf_counter() - t0 < 5.0, "parsing must stay linear in the input length (quadratic took 45 s and more)"
     _check_parse("enormous text (1k-200k characters)", text)
-    assert time.perf_counter() - t0 < 2.0, "parsing must stay linear in the input length"
 
 
 @fuzz(100)

@@ -174,6 +174,18 @@ def test_unwritable_out(tmp_path):
     assert_one_line_error(cli("train", "--out", blocker / "run", "--steps", 1, *TINY), "cannot write there")
     assert_one_line_error(cli("train", "--out", blocker, "--steps", 1, *TINY), "not a directory")
     assert_one_line_error(cli("generate", "--out", blocker / "g.txt"), "cannot write")
+    # an existing --out that cannot be listed (as root nothing is unreadable, so the error is injected)
+    (tmp_path / "locked").mkdir()
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if self.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Path, "iterdir", iterdir)
+        assert_one_line_error(cli("train", "--out", tmp_path / "locked", "--steps", 1, *TINY), "Permission denied")
     if os.geteuid() != 0:  # root writes anywhere; elsewhere a read-only directory must be a clean error too
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o500)
