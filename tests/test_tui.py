@@ -214,7 +214,13 @@ async def test_force_from_topk_and_by_typing(lm):
         await pilot.pause()
         assert isinstance(app.screen, Prompt)
         assert "out of range" in str(app.screen.query_one("#prompt-error", Label).render())
-        await pilot.press("backspace", "backspace", "4", "enter")
+        await pilot.press("backspace", "backspace")
+        await type_text(pilot, "²")  # a digit to str.isdigit, not a node id
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, Prompt)
+        assert "not a node id" in str(app.screen.query_one("#prompt-error", Label).render())
+        await pilot.press("backspace", "4", "enter")
         await settle(app, pilot)
         assert not isinstance(app.screen, Prompt)
         assert app.session.forced == {1: second, 2: 4} and app.session.tokens[2] == 4

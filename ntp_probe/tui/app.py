@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -478,15 +479,17 @@ class ProbeApp(App):
         pos, n = self.session.current, self.lm.task.nodes
 
         def validate(text: str) -> str | None:
-            if not text.isdigit():
-                return f"{text!r} is not a node id (0..{n - 1})"
-            if int(text) >= n:
-                return f"node {text} is out of range: the model knows ids 0..{n - 1}"
+            from ..task import GraphError, parse_node_id  # torch is loaded by now (the model is)
+
+            try:
+                parse_node_id(text, "node", n)
+            except GraphError as e:
+                return str(e)
             return None
 
         def done(value: str | None) -> None:
             if value is not None:
-                self.submit("force", pos, int(value))
+                self.submit("force", pos, int(value.strip()))
 
         self.push_screen(Prompt(f"force which node at step {pos + 1}?", f"a node id, 0..{n - 1}", validate=validate), done)
 
@@ -504,7 +507,7 @@ class ProbeApp(App):
             path, _, line = text.rpartition(":") if ":" in text else (text, "", "1")
             if not Path(path).expanduser().is_file():
                 return f"{path or '(empty)'}: no such file"
-            if not line.strip().isdigit() or int(line) < 1:
+            if not re.fullmatch(r"\s*[0-9]{1,9}\s*", line) or int(line) < 1:
                 return f"line {line!r}: give a line number from 1, as path:line"
             return None
 
