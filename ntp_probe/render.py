@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.table import Table
 
 
@@ -26,16 +27,18 @@ def eval_table(lm, res: dict) -> Table:
 
 
 def models_table(rows: list[dict]) -> Table:
-    t = Table(title="shipped models", title_justify="left")
-    for col, just in (("name", "left"), ("objective", "left"), ("arch", "left"), ("G(d,l) N", "left"), ("size", "left"),
-                      ("accuracy", "right"), ("decision", "right"), ("clever-hans", "right"), ("steps", "right")):
-        t.add_column(col, justify=just)
+    t = Table(title="shipped models (figures measured on each card's test set; see models/NAME/README.md)",
+              title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col, just in (("name", "left"), ("objective", "left"), ("task", "left"), ("greedy", "right"),
+                      ("decision", "right"), ("c-hans", "right"), ("steps", "right")):
+        t.add_column(col, justify=just, no_wrap=True)
     for r in rows:
         if "error" in r:
-            t.add_row(r["name"], f"[red]{r['error']}[/]", "", "", "", "", "", "", "")
+            t.add_row(r["name"], f"[red]{r['error']}[/]", "", "", "", "", "")
             continue
+        arch = "" if r["arch"] == "gpt" else f" ({r['arch']})"
         t.add_row(
-            r["name"], r["objective"], r["arch"], f"G({r['degree']},{r['path_len']}) {r['nodes']}", f"{r['layers']}L/{r['d_model']}d",
+            r["name"], r["objective"] + arch, f"G({r['degree']},{r['path_len']}) N={r['nodes']}",
             _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["clever_hans_rate"]), str(r["steps"] or "—"),
         )
     return t
