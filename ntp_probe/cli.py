@@ -75,6 +75,9 @@ def set_threads(threads: int | None) -> None:
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Torch CPU threads (default: torch's choice).", min=1)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+DegreeOpt = Annotated[int, typer.Option("--degree", "-d", help="Arms of the star (d).")]
+PathLenOpt = Annotated[int, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l).")]
+NodesOpt = Annotated[int, typer.Option("--nodes", "-n", help="Node ids 0..N-1.")]
 DecodeOpt = Annotated[str, typer.Option("--decode", help="greedy, sample, beam or verify (verifier-guided search).")]
 TempOpt = Annotated[float, typer.Option("--temperature", help="Sampling temperature.")]
 SampleTopKOpt = Annotated[int, typer.Option("--sample-top-k", help="Sample only from the top K tokens (0: all).")]
@@ -127,9 +130,9 @@ def generate(
 @handle_errors
 def train(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory: model.safetensors, metrics.jsonl, train_state.")],
-    degree: Annotated[int, typer.Option("--degree", "-d", help="Arms of the star (d).")] = 2,
-    path_len: Annotated[int, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l).")] = 5,
-    nodes: Annotated[int, typer.Option("--nodes", "-n", help="Node ids 0..N-1.")] = 50,
+    degree: DegreeOpt = 2,
+    path_len: PathLenOpt = 5,
+    nodes: NodesOpt = 50,
     objective: Annotated[str, typer.Option("--objective", help="next-token, reverse, teacherless, multi-token or mlm-u.")] = "next-token",
     future: Annotated[int, typer.Option("--future", help="Heads of the multi-token objective (k).")] = 4,
     arch: Annotated[str, typer.Option("--arch", help="gpt or mamba (selective state-space model).")] = "gpt",
@@ -405,9 +408,9 @@ def inference_fixes_cmd(
 @handle_errors
 def reproduce(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the runs, report.md and the plots.")],
-    degree: Annotated[int, typer.Option("--degree", "-d", help="Arms of the star (d).")] = 2,
-    path_len: Annotated[int, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l).")] = 5,
-    nodes: Annotated[int, typer.Option("--nodes", "-n", help="Node ids 0..N-1.")] = 50,
+    degree: DegreeOpt = 2,
+    path_len: PathLenOpt = 5,
+    nodes: NodesOpt = 50,
     objectives: Annotated[str, typer.Option("--objectives", help="Comma-separated objectives to train (any of next-token, reverse, teacherless, multi-token, mlm-u).")] = "next-token,reverse,teacherless",
     models: Annotated[Optional[str], typer.Option("--models", help="Evaluate these existing models (comma-separated) instead of training.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="Score on this file (original format) instead of fresh graphs.")] = None,
