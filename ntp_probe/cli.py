@@ -46,6 +46,9 @@ def handle_errors(fn):
         except BrokenPipeError:
             sys.stderr.close()
             raise typer.Exit(0) from None
+        except OSError as e:  # a file we could not read or write: say which, no traceback
+            where = f": {e.filename}" if e.filename else ""
+            raise fail(f"{e.strerror or e}{where}".replace("[", r"\[")) from None
 
     return wrapper
 
@@ -389,11 +392,9 @@ def inference_fixes_cmd(
         print(json.dumps(rows))
         return
     if markdown:
-        print("| model | objective | strategy | accuracy | decision accuracy | tries (mean) | tokens per graph |")
-        print("|---|---|---|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['model']} | {r['objective']} | {r['strategy']} | {r['accuracy']:.3f} | {r['decision_accuracy']:.3f} "
-                  f"| {r['tries_mean']:.2f} | {r['tokens_per_graph']:.1f} |")
+        from .report import inference_markdown
+
+        print("\n".join(inference_markdown(rows)))
         return
     from .render import inference_table
 
@@ -426,6 +427,7 @@ def reproduce(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     report: Annotated[str, typer.Option("--report", help="File name of the report inside --out.")] = "report.md",
+    fixes: Annotated[bool, typer.Option("--inference-fixes", help="Add the inference-fixes table (greedy, sampling, beam, verifier) for every model.")] = False,
 ) -> None:
     """Train the objectives side by side with one recipe (or score --models) and write a report with plots."""
     from .checkpoint import load
@@ -456,13 +458,17 @@ def reproduce(
         raise UsageError("--models must all be trained on the same G(d,l) and N")
     lm0 = lms[0]
     graphs = load_graphs_arg(lm0, data, count, seed + 12345)
-    rows, curves = [], {}
+    rows, curves, fix_rows = [], {}, []
     for lm in lms:
         err.print(f"scoring {lm.display_name} …")
         rows.append(score(lm, graphs, seed=seed))
         curves[lm.display_name] = metrics_for(lm)
+        if fixes:
+            from .evaluate import inference_fixes
+
+            fix_rows += inference_fixes(lm, graphs, seed=seed + 12345)
     desc = f"`{data.name}` ({len(graphs):,} graphs)" if data else f"{count:,} fresh graphs (seed {seed + 12345})"
-    path = write_report(rows, curves, out_dir, lm0.task.label(), desc, run_command_line(), report)
+    path = write_report(rows, curves, out_dir, lm0.task.label(), desc, run_command_line(), report, fix_rows)
     from .render import reproduce_table
 
     out.print(reproduce_table(rows, lm0.task.label()))

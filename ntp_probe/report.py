@@ -4,6 +4,8 @@ same graphs, and write ``report.md`` with a table and learning-curve plots (PNG)
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,10 +42,11 @@ def sparkline(values: list[float]) -> str:
 
 def score(lm: LoadedModel, graphs, seed: int = 0) -> dict:
     row = evaluate(lm, graphs)
-    row["clever_hans_rate"] = None
+    row["clever_hans_rate"] = row["follow_before_last_rate"] = None
     if not lm.objective.reverse:
         ch = clever_hans(lm, graphs, seed=seed)
-        row.update({k: ch[k] for k in ("clever_hans_rate", "decision_entropy", "decision_mass_on_children")})
+        row.update({k: ch[k] for k in ("clever_hans_rate", "follow_before_last_rate", "ends_at_goal_rate",
+                                       "decision_entropy", "decision_mass_on_children")})
     row["name"] = lm.display_name
     row["training"] = lm.meta.get("training", {})
     return row
@@ -62,6 +65,13 @@ def train_all(base: TrainConfig, objectives: list[str], out: Path, callback_for=
         train(cfg, run, resume=resume, force=not resume, callback=callback_for(obj) if callback_for else None, command=command)
         runs.append(run)
     return runs
+
+
+def file_slug(name: str) -> str:
+    """A file-name-safe short name for a model given by name or by path (a run dir or its model file)."""
+    p = Path(name)
+    base = p.parent.name if p.suffix == ".safetensors" else p.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-") or "model"
 
 
 def plot_curves(curves: dict[str, list[dict]], out: Path, title: str) -> list[Path]:
@@ -92,9 +102,14 @@ def plot_curves(curves: dict[str, list[dict]], out: Path, title: str) -> list[Pa
         ax.legend(fontsize=7, loc="lower right", ncol=2)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        f = out / f"curve-{name}.png"
-        fig.savefig(f)
+        slug = file_slug(name)
+        while out / f"curve-{slug}.png" in files:
+            slug += "-1"
+        f = out / f"curve-{slug}.png"
+        tmp = f.with_name(f.name + ".tmp")
+        fig.savefig(tmp, format="png")
         plt.close(fig)
+        os.replace(tmp, f)
         files.append(f)
     return files
 
@@ -103,27 +118,48 @@ def _f(x) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
+def inference_markdown(rows: list[dict]) -> list[str]:
+    """The inference-fixes comparison (see ``evaluate.inference_fixes``) as Markdown table lines."""
+    lines = ["| model | objective | strategy | accuracy | decision accuracy | tries (mean) | tokens per graph |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['objective']} | {r['strategy']} | {r['accuracy']:.3f} "
+                     f"| {r['decision_accuracy']:.3f} | {r['tries_mean']:.2f} | {r['tokens_per_graph']:.1f} |")
+    return lines
+
+
+INFERENCE_NOTE = (
+    "Every strategy decodes the same graphs. *verify* samples candidate answers one by one and keeps the first that a "
+    "perfect verifier accepts (a valid start→goal path in the graph): the optimists' best case. It reaches the goal "
+    "only by trying arms — search, not planning — and its cost (tries, tokens) grows with d."
+)
+
+
 def write_report(rows: list[dict], curves: dict[str, list[dict]], out: Path, title: str, data_desc: str,
-                 command: str, report_name: str = "report.md") -> Path:
+                 command: str, report_name: str = "report.md", fixes: list[dict] | None = None) -> Path:
     pngs = plot_curves(curves, out, title)
     lines = [
         f"# Path-star {title}: objectives compared",
         "",
         f"Produced by `{command}`; scored on {data_desc}.",
         "",
-        "| model | objective | greedy accuracy | decision accuracy | teacher-forced accuracy | forced after decision | clever_hans_rate | steps |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | objective | greedy accuracy | decision accuracy | teacher-forced accuracy | forced after decision "
+        "| clever_hans_rate | follows wrong arm (all but last) | steps |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['name']} | {r['objective']} | {_f(r['accuracy'])} | {_f(r['decision_accuracy'])} | {_f(r['forced_accuracy'])} "
-            f"| {_f(r['forced_after_decision'])} | {_f(r['clever_hans_rate'])} | {r['training'].get('steps', '—')} |"
+            f"| {_f(r['forced_after_decision'])} | {_f(r['clever_hans_rate'])} | {_f(r['follow_before_last_rate'])} "
+            f"| {r['training'].get('steps', '—')} |"
         )
     lines += [
         "",
         f"Chance at the decision is 1/d = {rows[0]['chance']:.3f}. *Teacher-forced* accuracy gives the model the true prefix; "
         "*greedy* lets it decode on its own. *clever_hans_rate*: forced onto a wrong arm at the decision, the fraction of "
-        "graphs where the model walks that arm to its (wrong) leaf. Reverse models have no arm to choose, so it does not apply.",
+        "graphs where the model walks that arm to its (wrong) leaf; *follows wrong arm (all but last)* is the same "
+        "without the last position, where a model may instead copy the goal it read in the question. Reverse models "
+        "have no arm to choose, so neither applies.",
         "",
         "## Per-position accuracy (greedy, in each model's answer order)",
         "",
@@ -132,6 +168,9 @@ def write_report(rows: list[dict], curves: dict[str, list[dict]], out: Path, tit
     ]
     for r in rows:
         lines.append(f"| {r['name']} | {r['answer_order']} | " + " | ".join(f"{x:.3f}" for x in r["per_position"]) + " |")
+    if fixes:
+        lines += ["", "## Inference-time fixes: does search recover the plan?", "", *inference_markdown(fixes), "",
+                  INFERENCE_NOTE]
     lines += ["", "## Learning curves", ""]
     for png in pngs:
         lines += [f"![{png.stem}]({png.name})", ""]

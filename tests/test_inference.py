@@ -140,3 +140,20 @@ def test_inference_fixes_cli(trained):
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
     assert [x["decode"] for x in rows] == ["greedy", "sample", "beam", "verify"] * 2
+
+
+def test_reproduce_scores_models_with_inference_fixes(trained, tmp_path):
+    nt, rev = trained("next-token").path, trained("reverse").path
+    r = runner.invoke(app, ["reproduce", "--models", f"{nt},{rev}", "--count", "40", "--out", str(tmp_path),
+                            "--report", "results.md", "--inference-fixes"])
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "results.md").read_text()
+    fixes = text.split("## Inference-time fixes")[1].split("## Learning curves")[0]
+    table = [line for line in fixes.splitlines() if line.startswith("| ") and "strategy" not in line]
+    assert len(table) == 8  # 2 models × greedy, sample, beam, verify
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table]
+    assert [c[2].split()[0] for c in cells] == ["greedy", "sample", "beam", "verifier,"] * 2
+    beam = cells[2]
+    assert float(beam[6]) == 4 * 3  # W·L answer tokens per graph on G(2,3)
+    assert (tmp_path / "curve-tiny-next-token0.png").stat().st_size > 1000
+    assert "follows wrong arm (all but last)" in text
