@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -406,15 +407,7 @@ class ProbeSession:
 
     # -- saving and loading ----------------------------------------------------------------------
     def model_ref(self) -> str:
-        """How the session file names its model: the shipped name if it resolves to this file, else the path."""
-        path = self.lm.path.resolve() if self.lm.path else None
-        if self.lm.name:
-            try:
-                if resolve_model(self.lm.name)[0].resolve() == path:
-                    return self.lm.name
-            except NtpProbeError:
-                pass
-        return str(path or "")
+        return model_ref(self.lm)
 
     def save(self, path: str | Path) -> None:
         """Write the session (model, graph, forced tokens, cursor, strategy) as a small JSON file, atomically."""
@@ -436,8 +429,30 @@ class ProbeSession:
 SESSION_FORMAT = "ntp-probe-session/1"
 
 
-def load_session(path: str | Path, lm: LoadedModel | None = None) -> ProbeSession:
-    """Load a saved session; its model is loaded by name/path unless ``lm`` is given. Stale files are clear errors."""
+def model_ref(lm: LoadedModel) -> str:
+    """How a session file names its model: the shipped name if it resolves to this file, else the path."""
+    path = lm.path.resolve() if lm.path else None
+    if lm.name:
+        try:
+            if resolve_model(lm.name)[0].resolve() == path:
+                return lm.name
+        except NtpProbeError:
+            pass
+    return str(path or "")
+
+
+def _pick(ref: str, candidates: Sequence[LoadedModel]) -> LoadedModel | None:
+    """The loaded model a session file's model reference names, if any."""
+    for lm in candidates:
+        if model_ref(lm) == ref or (lm.path is not None and Path(ref).expanduser().resolve() == lm.path.resolve()):
+            return lm
+    return None
+
+
+def load_session(path: str | Path, lm: LoadedModel | None = None,
+                 candidates: Sequence[LoadedModel] = ()) -> ProbeSession:
+    """Load a saved session. Its model is ``lm`` if given, else the one of ``candidates`` (already loaded models)
+    that the file names, else loaded by the file's name/path. Stale files are clear errors."""
     p = Path(path)
     try:
         data = json.loads(p.read_text())
@@ -449,17 +464,17 @@ def load_session(path: str | Path, lm: LoadedModel | None = None) -> ProbeSessio
         raise NtpProbeError(f"{p}: not an ntp-probe session file (format {data.get('format') if isinstance(data, dict) else '?'})")
     try:
         if lm is None:
-            lm = load(data["model"])
+            lm = _pick(str(data["model"]), candidates) or load(data["model"])
         graph = parse_for_model(data["graph"], lm)
         forced = {int(k): int(v) for k, v in data.get("forced", {}).items()}
         strategy = Strategy(**data.get("strategy", {}))
         cursor = int(data.get("cursor", lm.task.path_len))
+    except NtpProbeError as e:  # the model is gone, or the graph no longer fits it
+        raise e.__class__(f"{p}: stale session: {e}") from None
     except KeyError as e:
         raise NtpProbeError(f"{p}: session file lacks {e}") from None
     except (TypeError, ValueError) as e:
         raise NtpProbeError(f"{p}: bad session file ({e})") from None
-    except NtpProbeError as e:
-        raise e.__class__(f"{p}: stale session: {e}") from None
     return ProbeSession(lm, graph, forced, cursor, strategy)
 
 

@@ -129,8 +129,8 @@ def inference_markdown(rows: list[dict]) -> list[str]:
 
 
 INFERENCE_NOTE = (
-    "Every strategy decodes the same graphs. *verify* samples candidate answers one by one and keeps the first that a "
-    "perfect verifier accepts (a valid start→goal path in the graph): the optimists' best case. It reaches the goal "
+    "Every strategy decodes the same graphs. *verifier* enumerates candidate answers best first (by the model's own "
+    "probabilities) and keeps the first that a perfect verifier accepts (a valid start→goal path in the graph): the optimists' best case. It reaches the goal "
     "only by trying arms — search, not planning — and its cost (tries, tokens) grows with d."
 )
 

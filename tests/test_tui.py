@@ -348,7 +348,7 @@ async def test_help_card_palette_and_screenshot(lm, tmp_path, monkeypatch):
         await pilot.press("escape")
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Force the wrong arm (Clever Hans demo)" in titles and "Random graph" in titles
-        await pilot.press("ctrl+s")
+        await pilot.press("s")
         await pilot.pause()
         assert list(tmp_path.glob("*.svg"))
 
@@ -397,6 +397,97 @@ async def test_stress_random_keys(lm):
                 assert (str(st.token) + ("*" if st.forced else "")) in answer
         assert app.query_one("#graph", TextArea).text == format_human(s.graph)
         assert app.displayed() == (s.tokens, [st.forced for st in s.steps], s.cursor)
+
+
+@sync
+async def test_decoding_strategy_cycles_and_mirrors(trained):
+    nt, rev = trained("next-token"), trained("reverse")
+    app = ProbeApp([nt, rev], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        seen = []
+        for _ in range(4):
+            await pilot.press("d")
+            await settle(app, pilot)
+            seen.append(app.session.strategy.kind)
+            assert app.mirror.strategy == app.session.strategy  # the side model decodes the same way
+        assert seen == ["sample", "beam", "verify", "greedy"]
+        await pilot.press("d", "d", "d")  # to the verifier: it keeps sampling until the answer is a valid path
+        await settle(app, pilot)
+        s = app.session
+        assert s.strategy.kind == "verify" and s.strategy.tries == 8
+        ref = ProbeSession(nt, parse_for_model(GRAPH, nt), strategy=s.strategy)
+        assert s.tokens == ref.tokens and s.tries == ref.tries
+        assert f"verifier, ≤8 tries: {s.tries} tries" in app.query_one("#decode").border_title
+
+
+@sync
+async def test_logit_lens_panel(lm):
+    app = ProbeApp([lm], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("0", "right")  # the decision step
+        await pilot.press("l")
+        await settle(app, pilot)
+        shown = text_of(app, "#attention")
+        rows = app.session.layers()
+        assert app.lens == rows and len(rows) == lm.model.config.n_layer
+        assert "logit lens at step 2 (decision step)" in shown
+        r = rows[-1]
+        assert f"L{r['layer']} " in shown and f"vs {r['best_wrong']:>3} {r['best_wrong_prob']:.2f}" in shown
+        # the last layer's readout is the model's own distribution at that step
+        assert abs(r["correct_prob"] - app.session.steps[1].correct_prob) < 1e-5
+        await pilot.press("l")
+        await pilot.pause()
+        assert "most-attended edge" in text_of(app, "#attention")
+
+
+@sync
+async def test_session_save_and_open(trained, tmp_path):
+    nt, rev = trained("next-token"), trained("reverse")
+    f = tmp_path / "s.json"
+    app = ProbeApp([nt, rev], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("w", "d", "d")  # wrong arm forced, beam search
+        await settle(app, pilot)
+        saved = (app.session.tokens, dict(app.session.forced), app.session.strategy)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, Prompt)
+        app.screen.query_one("Input").value = str(tmp_path / "nowhere" / "s.json")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, Prompt) and "no such directory" in text_of(app.screen, "#prompt-error")
+        app.screen.query_one("Input").value = str(f)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert f.is_file() and "saved" in str([n.message for n in app._notifications])
+        await pilot.press("x", "r", "d")  # change everything
+        await settle(app, pilot)
+        assert app.session.graph != parse_for_model(GRAPH, nt)
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        app.screen.query_one("Input").value = str(f)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        s = app.session
+        assert (s.tokens, s.forced, s.strategy) == saved and s.lm is nt
+        assert app.query_one("#graph", TextArea).text == format_human(s.graph)
+        assert "loaded session" in text_of(app, "#graph-status")
+        # a session of the side model makes it the main one; a stale file is a message, the session stays
+        side = ProbeSession(rev, parse_for_model(GRAPH, rev))
+        side.save(tmp_path / "rev.json")
+        bad = tmp_path / "bad.json"
+        bad.write_text('{"format": "ntp-probe-session/1", "model": "%s", "graph": "1,2|0,1/0,99"}' % nt.path)
+        for name in ("rev.json", "bad.json"):
+            await pilot.press("ctrl+o")
+            await pilot.pause()
+            app.screen.query_one("Input").value = str(tmp_path / name)
+            await pilot.press("enter")
+            await settle(app, pilot)
+        assert app.lm is rev and app.session.lm is rev and app.session.graph == side.graph
+        assert "stale session" in text_of(app, "#graph-status")
 
 
 def test_snapshot_main_screen(snap_compare, trained):

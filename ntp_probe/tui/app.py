@@ -31,7 +31,7 @@ from textual.worker import get_current_worker
 
 from ..errors import NtpProbeError
 from .screens.modals import Prompt, TextModal, card_markdown, help_screen
-from .widgets.panels import TopK, attention_text, compare_text, dist_header
+from .widgets.panels import TopK, attention_text, compare_text, dist_header, layers_text
 from .widgets.render import answer, graph_key, star, story, strip
 
 DEFAULT_MODEL = "g2-5-next-token"
@@ -47,16 +47,19 @@ class ModelsLoaded(Message):
 
 
 class Decoded(Message):
-    def __init__(self, seq: int, session, mirror, mirror_error: str | None, attention, errors: list[str],
-                 graph_text: str | None, seconds: float) -> None:
+    def __init__(self, seq: int, session, mirror=None, mirror_error: str | None = None, attention=None,
+                 layers: list[dict] | None = None, errors: list[str] = (), loaded: tuple[str, str] | None = None,
+                 notes: list[str] = (), seconds: float = 0.0) -> None:
         super().__init__()
         self.seq = seq
         self.session = session
         self.mirror = mirror
         self.mirror_error = mirror_error
         self.attention = attention
-        self.errors = errors
-        self.graph_text = graph_text
+        self.layers = layers
+        self.errors = list(errors)
+        self.loaded = loaded  # (graph text for the editor, what was loaded) after a load
+        self.notes = list(notes)
         self.seconds = seconds
 
 
@@ -92,8 +95,12 @@ class ProbeApp(App):
         Binding("right_square_bracket", "head(1)", "Next head", show=False),
         Binding("left_square_bracket", "head(-1)", "Prev head", show=False),
         Binding("i", "card", "Card", show=False),
+        Binding("d", "next_strategy", "Decoding", show=False),
+        Binding("l", "toggle_lens", "Logit lens", show=False),
         Binding("question_mark,f1", "help", "Help"),
-        Binding("ctrl+s", "screenshot", "Screenshot", show=False),
+        Binding("ctrl+s", "save_session", "Save session", show=False),
+        Binding("ctrl+o", "open_session", "Open session", show=False),
+        Binding("s", "screenshot", "Screenshot", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -114,6 +121,10 @@ class ProbeApp(App):
         self.mirror = None
         self.mirror_error: str | None = None
         self.attention = None
+        self.lens: list[dict] | None = None
+        self.side_view = "attention"  # or "lens" (l toggles)
+        self._session_path = "session.json"
+        self._loaded_note: str | None = None
         self.layer = 0
         self.head = 0
         self.load_error: str | None = None
@@ -245,7 +256,7 @@ class ProbeApp(App):
         if self.lm is None:
             self.notify(self.load_error or "the model is still loading…", severity="warning")
             return False
-        if op[0] != "graph" and self._intent_key is None:
+        if op[0] not in ("graph", "open_session") and self._intent_key is None:
             self.notify("no valid graph yet: type one (e) or press r", severity="warning")
             return False
         with self._lock:
@@ -257,11 +268,17 @@ class ProbeApp(App):
         return True
 
     def _apply(self, s, op):
-        """Apply one operation through the probing API; returns (session, new graph text or None)."""
+        """Apply one operation through the probing API; returns (session, None or (graph text, what was loaded))."""
         from ..probing import ProbeSession
         from ..task import format_human, read_lines
 
         kind, args = op[0], op[1:]
+        if kind == "open_session":
+            from ..probing import load_session
+
+            (path,) = args
+            new = load_session(path, candidates=self.models)
+            return new, (format_human(new.graph), f"session {path}")
         if kind == "graph":
             (g,) = args
             if s is None:
@@ -282,7 +299,12 @@ class ProbeApp(App):
             s = clone(s)
             s.set_graph(g)
             s.run_to_end()
-            return s, format_human(g)
+            return s, (format_human(g), f"{path}:{line}")
+        if kind == "save":
+            (path,) = args
+            s.save(path)
+            self.call_from_thread(self.notify, f"session saved to {path}", title="session")
+            return s, None
         s = clone(s)
         if kind == "step":
             s.step()
@@ -302,6 +324,11 @@ class ProbeApp(App):
                 s.unforce(max(s.forced))
         elif kind == "clear":
             s.clear_forced()
+        elif kind == "strategy":
+            from ..decoding import Strategy
+
+            (name,) = args
+            s.set_strategy(Strategy(name, tries=max(8, 2 * s.lm.task.degree)))
         elif kind == "refresh":
             pass
         else:
@@ -311,7 +338,7 @@ class ProbeApp(App):
     def _drain(self) -> None:
         worker = get_current_worker()
         errors: list[str] = []
-        graph_text = None
+        loaded = None
         t0 = time.perf_counter()
         while True:
             with self._lock:
@@ -321,10 +348,10 @@ class ProbeApp(App):
                     break
                 op = self._queue.popleft()
             try:
-                new, text = self._apply(self._work_session, op)
+                new, what = self._apply(self._work_session, op)
                 self._work_session = new
-                if text is not None:
-                    graph_text = text
+                if what is not None:
+                    loaded = what
             except NtpProbeError as e:
                 errors.append(str(e))
             except Exception as e:  # noqa: BLE001 - a message, never a crash
@@ -332,11 +359,13 @@ class ProbeApp(App):
             self._applied += 1
         if s is None:
             if errors:
-                self.post_message(Decoded(seq, None, None, None, None, errors, None, 0.0))
+                self.post_message(Decoded(seq, None, errors=errors))
             return
         mirror = mirror_error = None
         other = self.compare_lm
-        key = (graph_key(s.graph), tuple(sorted(s.forced.items())), id(other))
+        if other is s.lm:  # a loaded session switched the main model to the one on the side
+            other = next((m for m in self.models if m is not s.lm), None)
+        key = (graph_key(s.graph), tuple(sorted(s.forced.items())), id(other), repr(s.strategy))
         if other is not None and key == self._mirror_key and self._mirror is not None:
             mirror = clone(self._mirror)  # only the cursor moved: no need to decode again
             mirror.cursor = max(0, min(s.cursor, mirror.length))
@@ -352,8 +381,12 @@ class ProbeApp(App):
             attention = s.attention()
         except Exception:  # noqa: BLE001
             attention = None
-        self.post_message(Decoded(seq, s, mirror, mirror_error, attention, errors, graph_text,
-                                  time.perf_counter() - t0))
+        try:
+            layers = s.layers()
+        except Exception:  # noqa: BLE001 - the lens panel says "not available"
+            layers = None
+        self.post_message(Decoded(seq, s, mirror, mirror_error, attention, layers, errors, loaded,
+                                  seconds=time.perf_counter() - t0))
 
     def on_decoded(self, msg: Decoded) -> None:
         for e in msg.errors:
@@ -366,11 +399,16 @@ class ProbeApp(App):
             return
         self.last_decode_s = msg.seconds
         self.session = msg.session
-        self.mirror, self.mirror_error, self.attention = msg.mirror, msg.mirror_error, msg.attention
-        if msg.graph_text is not None:
+        self.mirror, self.mirror_error, self.attention, self.lens = msg.mirror, msg.mirror_error, msg.attention, msg.layers
+        if msg.session.lm is not self.lm:  # a saved session for another model: it becomes the main one
+            self.models = [msg.session.lm] + [m for m in self.models if m is not msg.session.lm]
+            self.compare_index = 1 if len(self.models) > 1 else None
+            self.sub_title = f"{self.lm.display_name} · {self.lm.objective.name} · {self.lm.task.label()}"
+        if msg.loaded is not None:
+            text, what = msg.loaded
             self._intent_key = graph_key(msg.session.graph)
-            self.set_editor_text(msg.graph_text)
-            self.query_one("#graph-status", Label).update(f"[green]✓[/] loaded {escape(self._last_line)}")
+            self._loaded_note = what  # shown by the editor's validation, which runs after the text is in
+            self.set_editor_text(text)
         self.render_session()
 
     # -- rendering ----------------------------------------------------------------------------------
@@ -387,9 +425,14 @@ class ProbeApp(App):
         other = self.compare_lm
         self.query_one("#compare", Static).update(
             compare_text(self.mirror, self.mirror_error, None if other is None else other.display_name))
-        self.query_one("#attention", Static).update(attention_text(s, self.attention, self.layer, self.head))
+        lens = self.side_view == "lens"
+        self.query_one("#attention", Static).update(
+            layers_text(s, self.lens) if lens else attention_text(s, self.attention, self.layer, self.head))
+        self.query_one("#attention").border_title = "logit lens (l)" if lens else "attention ([ ], l: lens)"
+        how = "" if s.strategy.kind == "greedy" else f" · {s.strategy.label()}" + (
+            f": {s.tries} tries" if s.strategy.kind == "verify" else "")
         self.query_one("#decode").border_title = (
-            f"decoding · {s.lm.display_name} ({s.objective.name}) · step {min(s.cursor, s.length)}/{s.length}")
+            f"decoding · {s.lm.display_name} ({s.objective.name}) · step {min(s.cursor, s.length)}/{s.length}{how}")
         self.query_one("#dist").border_title = f"step {s.current + 1} distribution · enter forces"
 
     def displayed(self) -> tuple[list[int], list[bool], int] | None:
@@ -420,7 +463,9 @@ class ProbeApp(App):
             return
         ood = g.ood_reasons(self.lm.task.degree, self.lm.task.path_len)
         note = f"  [yellow]⚠ {escape('; '.join(ood))}[/]" if ood else ""
-        status.update(f"[green]✓[/] {len(g.edges)} edges, start {g.start} → goal {g.goal}{note}")
+        loaded = f"loaded {escape(self._loaded_note)}: " if self._loaded_note and graph_key(g) == self._intent_key else ""
+        self._loaded_note = None
+        status.update(f"[green]✓[/] {loaded}{len(g.edges)} edges, start {g.start} → goal {g.goal}{note}")
         if graph_key(g) == self._intent_key:
             return
         self._intent_key = graph_key(g)
@@ -538,6 +583,49 @@ class ProbeApp(App):
         self.layer, self.head = divmod(i, H)
         self.render_session()
 
+    def action_next_strategy(self) -> None:
+        """d: greedy → sample → beam → verifier → greedy (the decode runs in the worker)."""
+        if self.session is None:
+            return
+        order = ("greedy", "sample", "beam", "verify")
+        self.submit("strategy", order[(order.index(self.session.strategy.kind) + 1) % len(order)])
+
+    def action_toggle_lens(self) -> None:
+        self.side_view = "attention" if self.side_view == "lens" else "lens"
+        self.render_session()
+
+    def action_save_session(self) -> None:
+        if self.session is None:
+            self.notify("nothing to save yet", severity="warning")
+            return
+
+        def validate(text: str) -> str | None:
+            parent = Path(text).expanduser().parent
+            return None if text and parent.is_dir() else f"{parent}: no such directory"
+
+        def done(value: str | None) -> None:
+            if value is not None:
+                self._session_path = value
+                self.submit("save", str(Path(value).expanduser()))
+
+        self.push_screen(Prompt("save this session (model, graph, forced tokens, decoding) as", "session.json",
+                                value=self._session_path, validate=validate), done)
+
+    def action_open_session(self) -> None:
+        if self.lm is None:
+            self.notify(self.load_error or "the model is still loading…", severity="warning")
+            return
+
+        def validate(text: str) -> str | None:
+            return None if Path(text).expanduser().is_file() else f"{text or '(empty)'}: no such file"
+
+        def done(value: str | None) -> None:
+            if value is not None:
+                self._session_path = value
+                self.submit("open_session", str(Path(value).expanduser()))
+
+        self.push_screen(Prompt("open a saved session", "session.json", value=self._session_path, validate=validate), done)
+
     def action_card(self) -> None:
         if self.lm is None:
             self.notify(self.load_error or "the model is still loading…", severity="warning")
@@ -568,6 +656,10 @@ class ProbeApp(App):
             ("Load a line from a data file", "path:line", self.action_open_line),
             ("Compare with next model", "Cycle the model shown side by side", self.action_compare_next),
             ("Next attention head", "Cycle layer/head", lambda: self.action_head(1)),
+            ("Next decoding strategy", "greedy → sample → beam search → verifier", self.action_next_strategy),
+            ("Logit lens / attention", "Toggle the per-layer view of the current step", self.action_toggle_lens),
+            ("Save session", "Model, graph, forced tokens and decoding to a JSON file", self.action_save_session),
+            ("Open session", "Load a saved session JSON file", self.action_open_session),
             ("Model card", "Objective, topology, training figures", self.action_card),
             ("Help", "Keys and what the screen shows", self.action_help),
             ("Save screenshot", "SVG in the current directory", self.action_screenshot),

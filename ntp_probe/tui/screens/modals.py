@@ -36,8 +36,12 @@ wrong arm to the wrong leaf. A **reverse** model (goal→start) has no decision 
 * `o`: load a graph from a data file (`path:line`)
 * `c`: compare with the next model (side by side)
 * `[ ]`: previous / next attention layer·head
+* `l`: logit lens: the current step read out of every layer (p of the correct node vs the best wrong one)
+* `d`: decoding strategy: greedy → sampling → beam search → verifier (a perfect checker that samples until
+  the answer is a valid path: search, not planning)
+* `ctrl+s / ctrl+o`: save / open a session (model, graph, forced tokens, decoding) as JSON
 * `i`: the model's card
-* `ctrl+s`: save a screenshot (SVG)
+* `s`: save a screenshot (SVG)
 * `ctrl+p`: command palette
 * `? / f1`: this help
 * `ctrl+q`: quit

@@ -80,6 +80,29 @@ def attention_text(s, view, layer: int, head: int) -> Text:
     return t
 
 
+def layers_text(s, rows: list[dict] | None) -> Text:
+    """The logit lens at the current step: per layer, p(correct) against the best wrong move, and their gap."""
+    t = Text()
+    if not rows:
+        t.append("logit lens: not available for this model", style=DIM)
+        return t
+    st = s.steps[s.current]
+    where = "decision step" if st.position == s.decision_position else f"path node #{st.path_index}"
+    t.append(f"logit lens at step {st.position + 1}", style="bold")
+    t.append(f" ({where}): each layer's residual read out\n", style=DIM)
+    for r in rows:
+        cp, gap = r["correct_prob"], r["gap"]
+        t.append(f"L{r['layer']} ", style="bold")
+        t.append(bar(cp or 0.0, 8), style="green")
+        t.append(" —    " if cp is None else f" {cp:.2f} ")
+        t.append(f"vs {r['best_wrong']:>3} ", style=DIM)
+        t.append(f"{r['best_wrong_prob']:.2f}", style="yellow")
+        if gap is not None:
+            t.append(f"  gap {gap:+.2f}", style="green" if gap > 0 else "red")
+        t.append(f"  top {r['top']}\n", style=DIM)
+    return t
+
+
 def compare_text(m, error: str | None, name: str | None) -> Text:
     t = Text()
     if name is None:
