@@ -128,3 +128,16 @@ def test_forced_tokens_are_kept(trained):
         forced[:, 1] = 7
         out = greedy(lm, q, forced)
         assert (out.tokens[:, 1] == 7).all()
+
+
+def test_explicit_causal_attention_matches_sdpa():
+    import torch.nn.functional as F
+
+    from ntp_probe.model import causal_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 7, 8) for _ in range(3))
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.allclose(causal_attention(q, k, v), ref, atol=1e-5)
+    got = causal_attention(*(t.bfloat16() for t in (q, k, v)))
+    assert got.dtype == torch.bfloat16 and torch.allclose(got.float(), ref, atol=5e-2)
