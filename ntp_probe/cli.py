@@ -241,6 +241,36 @@ def eval_cmd(
 # models
 
 
+@app.command()
+@handle_errors
+def watch(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (a directory of runs, e.g. a reproduce --out, is expanded).")],
+    follow: Annotated[Optional[float], typer.Option("--follow", "-f", help="Refresh every SECONDS until Ctrl-C.", min=0.2)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where trainings stand: running or stopped, step, s/step, ETA, last evaluation, per-position curves."""
+    from .render import watch_view
+    from .runs import statuses
+
+    if as_json:
+        print(json.dumps(statuses(runs)))
+        return
+    if follow is None:
+        out.print(watch_view(statuses(runs)))
+        return
+    import time
+
+    from rich.live import Live
+
+    try:
+        with Live(watch_view(statuses(runs)), console=out, auto_refresh=False) as live:
+            while True:
+                time.sleep(follow)
+                live.update(watch_view(statuses(runs)), refresh=True)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
 @app.command("models")
 @handle_errors
 def models_cmd(as_json: JsonOpt = False) -> None:

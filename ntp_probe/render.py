@@ -129,3 +129,44 @@ def inference_table(rows: list[dict]) -> Table:
         t.add_row(r["model"], r["objective"], r["strategy"], _f(r["accuracy"]), _f(r["decision_accuracy"]),
                   f"{r['tries_mean']:.2f}", f"{r['tokens_per_graph']:.1f}", f"{r['seconds']:.1f}")
     return t
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "—"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def watch_view(rows: list[dict]):
+    """Training runs side by side: state, progress, speed, ETA, last evaluation, and per-position curves."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from .report import sparkline
+
+    t = Table(title="training runs", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("run", min_width=14, ratio=1)
+    for col in ("state", "step", "s/step", "eta", "greedy", "decision", "tf≥2"):
+        t.add_column(col, justify="left" if col == "state" else "right", no_wrap=True)
+    colour = {"running": "green", "finished": "blue", "target reached": "blue", "stopped": "yellow"}
+    for r in rows:
+        last, task = r["last"], r["task"]
+        what = f"{r['objective'] or '?'} G({task['degree']},{task['path_len']}) N={task['nodes']}"
+        t.add_row(
+            f"{r['run']}\n[dim]{what}[/]", f"[{colour[r['state']]}]{r['state']}[/]" + (f"\n[dim]pid {r['pid']}[/]" if r["pid"] else ""),
+            f"{r['step']}/{r['steps'] or '?'}", _f(r["seconds_per_step"], 2), _duration(r["eta_s"]),
+            _f(last.get("accuracy")), _f(last.get("decision_accuracy")), _f(last.get("forced_after_decision")),
+        )
+    parts = [t]
+    for r in rows:
+        curve = r["curve"][-48:]
+        if not curve or not curve[0].get("per_position"):
+            continue
+        text = Text(f"{r['run']}: greedy accuracy per answer position, evaluations {curve[0]['step']}–{curve[-1]['step']}\n",
+                    style="bold")
+        for p in range(len(curve[0]["per_position"])):
+            text.append(f"  pos {p} {sparkline([c['per_position'][p] for c in curve])} {curve[-1]['per_position'][p]:.2f}\n")
+        text.append(f"  all   {sparkline([c['accuracy'] for c in curve])} {curve[-1]['accuracy']:.3f}")
+        parts.append(text)
+    return Group(*parts)

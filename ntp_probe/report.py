@@ -3,7 +3,6 @@ same graphs, and write ``report.md`` with a table and learning-curve plots (PNG)
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import replace
@@ -14,21 +13,10 @@ from .checkpoint import LoadedModel
 from .errors import NtpProbeError
 from .evaluate import evaluate
 from .metrics import clever_hans
-from .train import METRICS_FILE, TrainConfig, train
+from .runs import METRICS_FILE, read_metrics
+from .train import TrainConfig, train
 
 SPARK = "▁▂▃▄▅▆▇█"
-
-
-def read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 def metrics_for(lm: LoadedModel) -> list[dict]:

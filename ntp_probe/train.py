@@ -29,10 +29,10 @@ from .errors import ModelFileError, NtpProbeError, UsageError, WriteError
 from .evaluate import evaluate
 from .model import GPTConfig
 from .objectives import make_objective
+from .runs import METRICS_FILE, RunLock, check_free
 from .task import GraphBatch, check_topology, generate, read_lines
 from .tokenizer import Tokenizer
 
-METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass
@@ -247,6 +247,7 @@ def train(
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     is_main = rank == 0
     if is_main:
+        check_free(out)
         _prepare_out(out, resume, force)
     if world > 1:
         torch.distributed.barrier()
@@ -329,7 +330,7 @@ def train(
                              "checkpoint is intact, continue with --resume") from None
         emit({"event": "save", "step": step_done})
 
-    with _StopFlag() as stop:
+    with RunLock(out, is_main), _StopFlag() as stop:
         model.train()
         while step < cfg.steps:
             for group in opt.param_groups:

@@ -80,3 +80,48 @@ def test_multi_token_training(tmp_path):
     train(tiny_config(out, "multi-token", steps=5, future=3), out)
     lm = ckpt.load(out)
     assert lm.objective.n_future == 3 and len(lm.model.future) == 2
+
+
+def test_watch_and_the_run_lock(tmp_path):
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from ntp_probe.cli import app
+    from ntp_probe.runs import PID_FILE, status
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    seen = []
+
+    def spy(e):  # while the loop runs, the run is held by this process
+        if e["event"] == "step" and e["step"] == 5:
+            seen.append(((out / PID_FILE).read_text().strip(), status(out)["state"]))
+
+    train(tiny_config(out, steps=20), out, callback=spy)
+    assert seen == [(str(os.getpid()), "running")]
+    assert not (out / PID_FILE).exists()  # released at the end
+    r = runner.invoke(app, ["watch", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    (st,) = json.loads(r.stdout)
+    assert (st["state"], st["step"], st["steps"], st["objective"]) == ("finished", 20, 20, "next-token")
+    assert [c["step"] for c in st["curve"]] == [10, 20] and st["last"]["accuracy"] == st["curve"][-1]["accuracy"]
+    r = runner.invoke(app, ["watch", str(tmp_path)])  # a directory of runs is expanded
+    assert r.exit_code == 0 and "finished" in r.stdout and "pos 2" in r.stdout
+
+    # another live process holds the run: train refuses (nothing is touched), watch says who
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / PID_FILE).write_text(f"{other.pid}\n")
+        before = (out / "model.safetensors").read_bytes()
+        r = runner.invoke(app, ["train", "--out", str(out), "--force", "--steps", "5"])
+        assert r.exit_code == 2 and f"process {other.pid} is training this run" in r.stderr
+        assert (out / "model.safetensors").read_bytes() == before
+        assert status(out)["state"] == "running" and status(out)["pid"] == other.pid
+    finally:
+        other.kill()
+        other.wait()
+    assert status(out)["state"] == "finished"  # a stale pid file (its process is gone) is ignored
+    r = runner.invoke(app, ["watch", str(tmp_path / "nope")])
+    assert r.exit_code == 2 and "no such run directory" in r.stderr
