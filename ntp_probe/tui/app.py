@@ -49,7 +49,7 @@ class ModelsLoaded(Message):
 class Decoded(Message):
     def __init__(self, seq: int, session, mirror=None, mirror_error: str | None = None, attention=None,
                  layers: list[dict] | None = None, errors: list[str] = (), loaded: tuple[str, str] | None = None,
-                 notes: list[str] = (), seconds: float = 0.0) -> None:
+                 seconds: float = 0.0) -> None:
         super().__init__()
         self.seq = seq
         self.session = session
@@ -59,7 +59,6 @@ class Decoded(Message):
         self.layers = layers
         self.errors = list(errors)
         self.loaded = loaded  # (graph text for the editor, what was loaded) after a load
-        self.notes = list(notes)
         self.seconds = seconds
 
 
@@ -324,10 +323,10 @@ class ProbeApp(App):
                 s.unforce(max(s.forced))
         elif kind == "clear":
             s.clear_forced()
-        elif kind == "strategy":
-            from ..decoding import Strategy
+        elif kind == "next_strategy":  # relative to the queue's session, so fast presses each advance once
+            from ..decoding import STRATEGIES, Strategy
 
-            (name,) = args
+            name = STRATEGIES[(STRATEGIES.index(s.strategy.kind) + 1) % len(STRATEGIES)]
             s.set_strategy(Strategy(name, tries=max(8, 2 * s.lm.task.degree)))
         elif kind == "refresh":
             pass
@@ -585,10 +584,7 @@ class ProbeApp(App):
 
     def action_next_strategy(self) -> None:
         """d: greedy → sample → beam → verifier → greedy (the decode runs in the worker)."""
-        if self.session is None:
-            return
-        order = ("greedy", "sample", "beam", "verify")
-        self.submit("strategy", order[(order.index(self.session.strategy.kind) + 1) % len(order)])
+        self.submit("next_strategy")
 
     def action_toggle_lens(self) -> None:
         self.side_view = "attention" if self.side_view == "lens" else "lens"
