@@ -63,6 +63,7 @@ class TrainConfig:
     eval_count: int = 2000
     train_file: str | None = None
     target_accuracy: float | None = None  # stop early once held-out greedy accuracy reaches this
+    init_from: str | None = None  # warm start (curriculum): a trained model's weights, e.g. one on a smaller graph
 
 
 Callback = Callable[[dict], None]
@@ -73,6 +74,33 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def warm_start(model: torch.nn.Module, source: LoadedModel, nodes: int) -> dict:
+    """Copy a trained model's weights into ``model`` (a curriculum step, e.g. G(2,5) → G(5,5)): every tensor of
+    the same name and shape; position embeddings row by row where the context grew. Same architecture, width,
+    depth and node ids required."""
+    if source.task.nodes != nodes:
+        raise UsageError(f"--init-from {source.display_name}: its node ids are 0..{source.task.nodes - 1}, this run's "
+                         f"0..{nodes - 1}; the vocabularies must match")
+    src = source.model.state_dict()
+    dst = model.state_dict()
+    copied, partial, skipped = [], [], []
+    for name, t in dst.items():
+        w = src.get(name)
+        if w is not None and w.shape == t.shape:
+            t.copy_(w)
+            copied.append(name)
+        elif w is not None and name.endswith("wpe.weight") and w.shape[1:] == t.shape[1:]:
+            n = min(w.shape[0], t.shape[0])
+            t[:n].copy_(w[:n])
+            partial.append(name)
+        else:
+            skipped.append(name)
+    if skipped:
+        raise UsageError(f"--init-from {source.display_name}: {len(skipped)} of {len(dst)} weights do not match (e.g. "
+                         f"{skipped[0]}); use the same --arch, --layers, --d-model and --heads as that model")
+    return {"from": source.display_name, "copied": len(copied), "extended": partial}
 
 
 def pick_device(name: str) -> torch.device:
@@ -276,6 +304,9 @@ def train(
                 raise UsageError(f"--resume: {key}={getattr(cfg, key)!r} differs from the run's {saved_cfg[key]!r}")
     torch.manual_seed(cfg.seed)
     model = ckpt.build_model(mcfg).to(device)
+    if cfg.init_from and not resume:  # on resume the checkpoint already holds the warm-started weights
+        with torch.no_grad():
+            warm_start(model, ckpt.load(cfg.init_from, device=device), cfg.nodes)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_step, wall_before = 0, 0.0
     if resume:

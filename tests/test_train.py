@@ -125,3 +125,33 @@ def test_watch_and_the_run_lock(tmp_path):
     assert status(out)["state"] == "finished"  # a stale pid file (its process is gone) is ignored
     r = runner.invoke(app, ["watch", str(tmp_path / "nope")])
     assert r.exit_code == 2 and "no such run directory" in r.stderr
+
+
+def test_init_from_warm_starts_a_larger_graph(tmp_path, trained):
+    from typer.testing import CliRunner
+
+    from ntp_probe.cli import app
+
+    small = trained("reverse")  # G(2,3) N=10, 1 layer, 32 wide
+    out = tmp_path / "big"
+    r = CliRunner().invoke(app, ["train", "--out", str(out), "--degree", "3", "--path-len", "3", "--nodes", "10",
+                                 "--objective", "reverse", "--layers", "1", "--d-model", "32", "--heads", "2",
+                                 "--steps", "1", "--lr", "1e-9", "--batch-size", "4", "--eval-every", "1",
+                                 "--eval-count", "8", "--init-from", str(small.path), "-q"])
+    assert r.exit_code == 0, r.output
+    big = ckpt.load(out)
+    assert big.meta["training"]["config"]["init_from"] == str(small.path)
+    a, b = small.model.state_dict(), big.model.state_dict()
+    assert torch.allclose(a["blocks.0.attn.c_attn.weight"], b["blocks.0.attn.c_attn.weight"], atol=1e-6)
+    n = a["wpe.weight"].shape[0]
+    assert b["wpe.weight"].shape[0] > n  # the context grew: the first rows are the small model's
+    assert torch.allclose(a["wpe.weight"], b["wpe.weight"][:n], atol=1e-6)
+    # a different width or vocabulary is a clear error
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "x"), "--degree", "3", "--path-len", "3", "--nodes", "10",
+                                 "--layers", "1", "--d-model", "64", "--heads", "2", "--steps", "1",
+                                 "--init-from", str(small.path)])
+    assert r.exit_code == 2 and "weights do not match" in r.stderr
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "y"), "--degree", "3", "--path-len", "3", "--nodes", "12",
+                                 "--layers", "1", "--d-model", "32", "--heads", "2", "--steps", "1",
+                                 "--init-from", str(small.path)])
+    assert r.exit_code == 2 and "vocabularies must match" in r.stderr
