@@ -146,13 +146,14 @@ def watch_view(rows: list[dict]):
     from .report import sparkline
 
     t = Table(title="training runs", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    t.add_column("run", min_width=14, ratio=1)
+    t.add_column("run", min_width=14, ratio=1, overflow="fold")
     for col in ("state", "step", "s/step", "eta", "greedy", "decision", "tf≥2"):
         t.add_column(col, justify="left" if col == "state" else "right", no_wrap=True)
     colour = {"running": "green", "finished": "blue", "target reached": "blue", "stopped": "yellow"}
     for r in rows:
         last, task = r["last"], r["task"]
-        what = f"{r['objective'] or '?'} G({task['degree']},{task['path_len']}) N={task['nodes']}"
+        what = (f"{r['objective']} G({task['degree']},{task['path_len']}) N={task['nodes']}" if r["objective"]
+                else "starting (no checkpoint yet)")
         t.add_row(
             f"{r['run']}\n[dim]{what}[/]", f"[{colour[r['state']]}]{r['state']}[/]" + (f"\n[dim]pid {r['pid']}[/]" if r["pid"] else ""),
             f"{r['step']}/{r['steps'] or '?'}", _f(r["seconds_per_step"], 2), _duration(r["eta_s"]),
