@@ -11,7 +11,7 @@ from . import checkpoint as ckpt
 from .evaluate import evaluate
 from .metrics import clever_hans
 from .task import read_lines
-from .train import METRICS_FILE
+from .runs import METRICS_FILE
 
 
 def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: int = 0, note: str | None = None) -> Path:
@@ -57,6 +57,8 @@ def card_markdown(name: str, lm: ckpt.LoadedModel, ev: dict, ch: dict | None, no
         f"- steps: {tr.get('steps')} of {tr.get('target_steps')}, batch {tr.get('config', {}).get('batch_size')}, "
         f"fresh graphs every step",
         f"- wall time: {tr.get('wall_time_s')} s on {tr.get('device')} (world size {tr.get('world_size', 1)})",
+        *([f"- warm start (curriculum): from `{tr['config']['init_from']}`, whose own training is on its card"]
+          if tr.get("config", {}).get("init_from") else []),
         f"- parameters: {lm.model.num_params():,}",
         "",
         f"## Figures on `{ev['data']}` ({ev['count']:,} graphs)",
