@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .errors import NtpProbeError, UsageError
+from .errors import UsageError
 
 PID_FILE = "train.pid"
 METRICS_FILE = "metrics.jsonl"
@@ -137,4 +137,4 @@ def statuses(runs: list[Path]) -> list[dict]:
     return out
 
 
-__all__ = ["owner", "check_free", "RunLock", "status", "statuses", "read_metrics", "NtpProbeError"]
+__all__ = ["owner", "check_free", "RunLock", "status", "statuses", "read_metrics"]
