@@ -122,6 +122,11 @@ class Strategy:
 STRATEGIES = ("greedy", "sample", "beam", "verify")
 
 
+def default_tries(degree: int) -> int:
+    """The verifier's default budget: enough to try every arm, at least 8."""
+    return max(8, 2 * degree)
+
+
 def _step_source(lm: LoadedModel, questions: torch.Tensor, forced: torch.Tensor | None):
     """(first log-probs [B, V], advance(tokens, row_index) -> next log-probs) for autoregressive or one-pass models."""
     if lm.objective.masked:

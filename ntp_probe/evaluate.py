@@ -7,7 +7,7 @@ import time
 import torch
 
 from .checkpoint import LoadedModel
-from .decoding import Strategy, decode_with, teacher_forced
+from .decoding import Strategy, decode_with, default_tries, teacher_forced
 from .errors import GraphError
 from .task import Graph, GraphBatch
 
@@ -82,7 +82,7 @@ def evaluate(lm: LoadedModel, graphs: list[Graph] | GraphBatch, batch_size: int 
 def inference_fixes(lm: LoadedModel, graphs, beam: int = 4, tries: int | None = None, temperature: float = 1.0,
                     seed: int = 0) -> list[dict]:
     """Score one model with every decoding strategy on the same graphs: can search recover the plan?"""
-    tries = tries or max(8, 2 * lm.task.degree)
+    tries = tries or default_tries(lm.task.degree)
     strategies = [Strategy("greedy"), Strategy("sample", temperature=temperature, seed=seed), Strategy("beam", beam=beam),
                   Strategy("verify", tries=tries)]
     rows = []

@@ -117,9 +117,10 @@ def inference_markdown(rows: list[dict]) -> list[str]:
 
 
 INFERENCE_NOTE = (
-    "Every strategy decodes the same graphs. *verifier* enumerates candidate answers best first (by the model's own "
-    "probabilities) and keeps the first that a perfect verifier accepts (a valid start→goal path in the graph): the optimists' best case. It reaches the goal "
-    "only by trying arms — search, not planning — and its cost (tries, tokens) grows with d."
+    "Every strategy decodes the same graphs. *verifier* enumerates candidate answers best first (by the model's "
+    "own probabilities) and keeps the first that a perfect verifier accepts (a valid start→goal path in the graph): "
+    "the optimists' best case. It reaches the goal only by trying arms — search, not planning — and its cost "
+    "(tries, tokens) grows with d."
 )
 
 

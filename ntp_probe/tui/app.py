@@ -324,10 +324,10 @@ class ProbeApp(App):
         elif kind == "clear":
             s.clear_forced()
         elif kind == "next_strategy":  # relative to the queue's session, so fast presses each advance once
-            from ..decoding import STRATEGIES, Strategy
+            from ..decoding import STRATEGIES, Strategy, default_tries
 
             name = STRATEGIES[(STRATEGIES.index(s.strategy.kind) + 1) % len(STRATEGIES)]
-            s.set_strategy(Strategy(name, tries=max(8, 2 * s.lm.task.degree)))
+            s.set_strategy(Strategy(name, tries=default_tries(s.lm.task.degree)))
         elif kind == "refresh":
             pass
         else:
