@@ -37,6 +37,13 @@ def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: i
     return dest
 
 
+def architecture(cfg: dict) -> str:
+    """'2-layer, 128-wide, 4-head GPT' or '2-layer, 128-wide Mamba (SSM state 32, expand 1)'."""
+    if cfg.get("arch", "gpt") == "mamba":
+        return f"{cfg['n_layer']}-layer, {cfg['n_embd']}-wide Mamba (SSM state {cfg['d_state']}, expand {cfg['expand']})"
+    return f"{cfg['n_layer']}-layer, {cfg['n_embd']}-wide, {cfg['n_head']}-head GPT"
+
+
 def card_markdown(name: str, lm: ckpt.LoadedModel, ev: dict, ch: dict | None, note: str | None = None) -> str:
     tr = lm.meta.get("training", {})
     cfg = lm.meta["config"]
@@ -44,8 +51,8 @@ def card_markdown(name: str, lm: ckpt.LoadedModel, ev: dict, ch: dict | None, no
     lines = [
         f"# {name}",
         "",
-        f"A {cfg['n_layer']}-layer, {cfg['n_embd']}-wide, {cfg['n_head']}-head {cfg.get('arch', 'gpt').upper()} trained with the "
-        f"**{lm.objective.name}** objective on path-star graphs {t.label()} ({t.degree} arms, {t.path_len}-node paths, "
+        f"A {architecture(cfg)} trained with the **{lm.objective.name}** objective on path-star graphs {t.label()} "
+        f"({t.degree} arms, {t.path_len}-node paths, "
         f"answer in {lm.objective.answer_order} order).",
         "",
         "## Training",

@@ -116,3 +116,16 @@ def test_probe_session_on_mamba(mamba_run):
     assert s.cursor == 1 and len(s.steps) == 3
     s.force_wrong_arm()
     assert s.steps[1].forced
+
+
+def test_ship_writes_a_loadable_model_with_its_card(mamba_run, tmp_path):
+    data = FIXTURES / "deg_2_path_3_nodes_10_test_head100.txt"
+    r = runner.invoke(app, ["ship", str(mamba_run), "--name", "tiny-mamba", "--data", str(data),
+                            "--models-dir", str(tmp_path), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    card = (tmp_path / "tiny-mamba" / "README.md").read_text()
+    assert "1-layer, 32-wide Mamba (SSM state 4, expand 2)" in card and "-head" not in card
+    shipped = ckpt.load(tmp_path / "tiny-mamba")
+    res = json.loads(runner.invoke(app, ["eval", str(tmp_path / "tiny-mamba"), "--data", str(data), "--json"]).stdout)
+    assert shipped.meta["card"]["accuracy"] == res["accuracy"] and shipped.meta["card"]["count"] == 100
+    assert (tmp_path / "tiny-mamba" / "metrics.jsonl").read_text() == (mamba_run / "metrics.jsonl").read_text()
