@@ -93,13 +93,12 @@ class MambaMixer(nn.Module):
 
 def selective_scan(x, dt, A, Bm, Cm, D, h):
     """The recurrence, one step per token. x, dt: [B, T, di]; A: [di, n]; Bm, Cm: [B, T, n]; h: [B, di, n].
-    Returns y [B, T, di] and the final state."""
-    dA = torch.exp(dt.unsqueeze(-1) * A)  # [B, T, di, n] decay
-    dBx = (dt * x).unsqueeze(-1) * Bm.unsqueeze(2)  # [B, T, di, n] input
+    Returns y [B, T, di] and the final state. The decay and input terms are built one step at a time:
+    a [B, T, di, n] tensor of them would be gigabytes for an evaluation batch."""
     ys = []
-    # unbind once (indexing dA[:, t] in the loop would make backward build a full-size gradient per step)
-    for a_t, b_t, c_t in zip(dA.unbind(1), dBx.unbind(1), Cm.unbind(1)):
-        h = a_t * h + b_t
+    # unbind once (indexing [:, t] in the loop would make backward build a full-size gradient per step)
+    for dt_t, x_t, b_t, c_t in zip(dt.unbind(1), x.unbind(1), Bm.unbind(1), Cm.unbind(1)):
+        h = torch.exp(dt_t.unsqueeze(-1) * A) * h + (dt_t * x_t).unsqueeze(-1) * b_t.unsqueeze(1)
         ys.append(torch.bmm(h, c_t.unsqueeze(-1)).squeeze(-1))
     y = torch.stack(ys, dim=1) + x * D
     return y, h
