@@ -27,19 +27,18 @@ def eval_table(lm, res: dict) -> Table:
 
 
 def models_table(rows: list[dict]) -> Table:
-    t = Table(title="shipped models (figures measured on each card's test set; see models/NAME/README.md)",
-              title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
-    for col, just in (("name", "left"), ("objective", "left"), ("task", "left"), ("N", "right"), ("greedy", "right"),
-                      ("decision", "right"), ("c-hans", "right"), ("steps", "right")):
+    t = Table(title="shipped models (figures on each card's test set: models/NAME/README.md)",
+              title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for col, just in (("name", "left"), ("objective", "left"), ("arch", "left"), ("task", "left"), ("N", "right"),
+                      ("greedy", "right"), ("decision", "right"), ("c-hans", "right")):
         t.add_column(col, justify=just, no_wrap=True)
     for r in rows:
         if "error" in r:
             t.add_row(r["name"], f"[red]{r['error']}[/]", "", "", "", "", "", "")
             continue
-        arch = "" if r["arch"] == "gpt" else f" ({r['arch']})"
         t.add_row(
-            r["name"], r["objective"] + arch, f"G({r['degree']},{r['path_len']})", str(r["nodes"]),
-            _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["clever_hans_rate"]), str(r["steps"] or "—"),
+            r["name"], r["objective"], r["arch"], f"G({r['degree']},{r['path_len']})", str(r["nodes"]),
+            _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["clever_hans_rate"]),
         )
     return t
 

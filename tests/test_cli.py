@@ -74,3 +74,14 @@ def test_eval_with_mismatched_data_is_exit_2(trained, tmp_path):
     lm = trained("next-token")
     r = run("eval", lm.path, "--data", FIXTURES / "deg_2_path_5_nodes_50_test_head200.txt")
     assert r.exit_code == 2 and "out of range" in r.stderr
+
+
+def test_models_lists_the_shipped_models_in_80_columns():
+    rows = {r["name"]: r for r in json.loads(runner.invoke(app, ["models", "--json"]).stdout)}
+    assert rows["g2-5-mamba-reverse"]["arch"] == "mamba" and rows["g2-5-reverse"]["arch"] == "gpt"
+    assert rows["g2-5-next-token"]["objective"] == "next-token" and 0.45 < rows["g2-5-next-token"]["accuracy"] < 0.55
+    r = runner.invoke(app, ["models"], env={"COLUMNS": "80"})
+    assert r.exit_code == 0
+    lines = r.stdout.splitlines()
+    assert max(map(len, lines)) <= 80 and "…" not in r.stdout  # nothing truncated
+    assert any(line.split()[:3] == ["g2-5-mamba-next-token", "next-token", "mamba"] for line in lines)
