@@ -62,7 +62,13 @@ class TopK(OptionList):
 def attention_text(s, view, layer: int, head: int) -> Text:
     t = Text()
     if view is None:
-        t.append("attention: not available for this architecture", style=DIM)
+        if s.lm.arch == "mamba":
+            why = " for Mamba (no attention)"
+        elif s.objective.masked:
+            why = f" for the {s.objective.name} objective (it fills positions in its own order)"
+        else:
+            why = ""
+        t.append(f"attention: not available{why}; l shows the logit lens", style=DIM)
         return t
     L, H = view.weights.shape[:2]
     layer, head = layer % L, head % H
