@@ -109,10 +109,18 @@ def clever_hans_table(res: dict) -> Table:
     return t
 
 
+def _compact(title: str, caption: str) -> Table:
+    """A table that keeps to 80 columns: no outer edge, one space between columns, the legend as a caption."""
+    return Table(title=title, title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
+                 show_edge=False, pad_edge=False, padding=0)
+
+
 def reproduce_table(rows: list[dict], label: str) -> Table:
-    t = Table(title=f"{label}: objectives compared", title_justify="left")
-    for col in ("model", "objective", "greedy", "decision", "forced", "forced after decision", "clever-hans"):
-        t.add_column(col, justify="left" if col in ("model", "objective") else "right")
+    t = _compact(f"{label}: objectives compared",
+                 "TF: teacher-forced; TF>dec: TF after the decision; c-hans: clever_hans_rate")
+    for col in ("model", "objective", "greedy", "decision", "TF", "TF>dec", "c-hans"):
+        t.add_column(col, justify="left" if col in ("model", "objective") else "right", no_wrap=col != "model",
+                     overflow="fold")
     for r in rows:
         t.add_row(r["name"], r["objective"], _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["forced_accuracy"]),
                   _f(r["forced_after_decision"]), _f(r["clever_hans_rate"]))
@@ -120,12 +128,13 @@ def reproduce_table(rows: list[dict], label: str) -> Table:
 
 
 def inference_table(rows: list[dict]) -> Table:
-    t = Table(title="Inference-time fixes: strategy × accuracy × cost", title_justify="left",
-              caption="tries: candidates the verifier checked; tokens: answer tokens generated per graph", caption_justify="left")
-    for col in ("model", "objective", "strategy", "accuracy", "decision", "tries", "tokens/graph", "seconds"):
-        t.add_column(col, justify="left" if col in ("model", "objective", "strategy") else "right")
+    t = _compact("Inference-time fixes: strategy × accuracy × cost",
+                 "tries: candidates the verifier checked; tokens: answer tokens generated per graph")
+    for col in ("model", "strategy", "accuracy", "decision", "tries", "tokens", "seconds"):
+        t.add_column(col, justify="left" if col in ("model", "strategy") else "right", no_wrap=col != "model",
+                     overflow="fold")
     for r in rows:
-        t.add_row(r["model"], r["objective"], r["strategy"], _f(r["accuracy"]), _f(r["decision_accuracy"]),
+        t.add_row(r["model"], r["strategy"], _f(r["accuracy"]), _f(r["decision_accuracy"]),
                   f"{r['tries_mean']:.2f}", f"{r['tokens_per_graph']:.1f}", f"{r['seconds']:.1f}")
     return t
 
