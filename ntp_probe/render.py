@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -26,20 +27,27 @@ def eval_table(lm, res: dict) -> Table:
     return t
 
 
+def _compact(title: str, caption: str | None = None) -> Table:
+    """A table that keeps to 80 columns: no outer edge, one space between columns, the legend as a caption."""
+    return Table(title=title, title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
+                 show_edge=False, pad_edge=False, padding=0)
+
+
 def models_table(rows: list[dict]) -> Table:
-    t = Table(title="shipped models (figures on each card's test set: models/NAME/README.md)",
-              title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    t = _compact("shipped models (figures on each card's test set: models/NAME/README.md)")
     for col, just in (("name", "left"), ("objective", "left"), ("arch", "left"), ("task", "left"), ("N", "right"),
                       ("greedy", "right"), ("decision", "right"), ("c-hans", "right")):
         t.add_column(col, justify=just, no_wrap=True)
     for r in rows:
-        if "error" in r:
-            t.add_row(r["name"], f"[red]{r['error']}[/]", "", "", "", "", "", "")
+        if "error" in r:  # listed under the table, whole
             continue
         t.add_row(
             r["name"], r["objective"], r["arch"], f"G({r['degree']},{r['path_len']})", str(r["nodes"]),
             _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["clever_hans_rate"]),
         )
+    bad = [f"[red]{escape(r['name'])}: {escape(r['error'])}[/]" for r in rows if "error" in r]
+    if bad:
+        t.caption, t.caption_justify = "\n".join(["cannot be read:", *bad]), "left"
     return t
 
 
@@ -107,12 +115,6 @@ def clever_hans_table(res: dict) -> Table:
     t.add_row("decision_entropy", _f(res["decision_entropy"]), f"nats at the decision; uniform over arms is log d = {res['log_degree']:.3f}")
     t.add_row("decision_mass_on_children", _f(res["decision_mass_on_children"]), "probability on the start's children")
     return t
-
-
-def _compact(title: str, caption: str) -> Table:
-    """A table that keeps to 80 columns: no outer edge, one space between columns, the legend as a caption."""
-    return Table(title=title, title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
-                 show_edge=False, pad_edge=False, padding=0)
 
 
 def reproduce_table(rows: list[dict], label: str) -> Table:

@@ -85,3 +85,17 @@ def test_models_lists_the_shipped_models_in_80_columns():
     lines = r.stdout.splitlines()
     assert max(map(len, lines)) <= 80 and "…" not in r.stdout  # nothing truncated
     assert any(line.split()[:3] == ["g2-5-mamba-next-token", "next-token", "mamba"] for line in lines)
+
+
+def test_models_lists_an_unreadable_model_with_its_error(trained, tmp_path):
+    import shutil
+
+    shutil.copytree(trained("next-token").path.parent, tmp_path / "good", ignore=shutil.ignore_patterns("train_state*"))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model.safetensors").write_bytes(b"not a safetensors file")
+    r = runner.invoke(app, ["models"], env={"NTP_PROBE_MODELS": str(tmp_path), "COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert any(line.startswith("good ") for line in lines)
+    bad = [line for line in lines if line.startswith("broken: ")]
+    assert len(bad) == 1 and "safetensors" in bad[0].lower()

@@ -147,7 +147,8 @@ def test_reproduce_scores_models_with_inference_fixes(trained, tmp_path):
     r = runner.invoke(app, ["reproduce", "--models", f"{nt},{rev}", "--count", "40", "--out", str(tmp_path),
                             "--report", "results.md", "--inference-fixes"], env={"COLUMNS": "80"})
     assert r.exit_code == 0, r.output
-    tables = [line for line in r.output.splitlines() if not line.startswith(("scoring ", "report: ")) and "per position over" not in line]
+    tables = [line for line in r.output.splitlines()
+              if not line.startswith(("scoring ", "report: ")) and "per position over" not in line]
     assert max(map(len, tables)) <= 80 and not any("…" in line for line in tables)  # long model paths fold, not cut
     text = (tmp_path / "results.md").read_text()
     fixes = text.split("## Inference-time fixes")[1].split("## Learning curves")[0]
