@@ -163,7 +163,7 @@ def watch_view(rows: list[dict]):
     for r in rows:
         last, task = r["last"], r["task"]
         what = (f"{r['objective']} G({task['degree']},{task['path_len']}) N={task['nodes']}" if r["objective"]
-                else "starting (no checkpoint yet)")
+                else "no checkpoint yet" if r["step"] else "starting")
         t.add_row(
             f"{r['run']}\n[dim]{what}[/]", f"[{colour[r['state']]}]{r['state']}[/]" + (f"\n[dim]pid {r['pid']}[/]" if r["pid"] else ""),
             f"{r['step']}/{r['steps'] or '?'}", _f(r["seconds_per_step"], 2), _duration(r["eta_s"]),

@@ -10,13 +10,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from pathlib import Path
 
 from . import checkpoint as ckpt
 from .errors import UsageError
 
 PID_FILE = "train.pid"
+PROGRESS_FILE = "progress.json"  # step and time between checkpoints, for watch; only while the run is live
 METRICS_FILE = "metrics.jsonl"
+BEAT_SECONDS = 5.0
 
 
 def _alive(pid: int) -> bool:
@@ -50,15 +53,29 @@ class RunLock:
 
     def __init__(self, run: Path, enabled: bool = True) -> None:
         self.path = run / PID_FILE
+        self.progress = run / PROGRESS_FILE
         self.enabled = enabled
+        self._last_beat = 0.0
 
     def __enter__(self) -> RunLock:
         if self.enabled:
             ckpt.atomic_write_text(self.path, f"{os.getpid()}\n")
         return self
 
+    def beat(self, step: int, steps: int, wall_time_s: float, loss: float) -> None:
+        """Record where the loop is (at most every BEAT_SECONDS), so that watch moves between checkpoints."""
+        now = time.monotonic()
+        if not self.enabled or now - self._last_beat < BEAT_SECONDS:
+            return
+        self._last_beat = now
+        with contextlib.suppress(OSError):  # progress is a courtesy: never stop training for it
+            ckpt.atomic_write_text(self.progress, json.dumps(
+                {"step": step, "steps": steps, "wall_time_s": round(wall_time_s, 2), "loss": loss}))
+
     def __exit__(self, *exc) -> None:
         if self.enabled:
+            with contextlib.suppress(OSError):
+                self.progress.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 if self.path.read_text().strip() == str(os.getpid()):
                     self.path.unlink()
@@ -79,6 +96,14 @@ def read_metrics(path: Path) -> list[dict]:
     return out
 
 
+def _read_progress(run: Path) -> dict:
+    try:
+        rec = json.loads((run / PROGRESS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return rec if isinstance(rec, dict) and isinstance(rec.get("step"), int) else {}
+
+
 def status(run: str | Path) -> dict:
     """Where a run directory stands: state, step/steps, speed, ETA, the last evaluation and the curve."""
     run = Path(run)
@@ -95,6 +120,9 @@ def status(run: str | Path) -> dict:
     step = int(meta.get("step", last.get("step", 0)))
     steps = cfg.get("steps")
     wall = float(meta.get("wall_time_s", last.get("wall_time_s", 0.0)))
+    beat = _read_progress(run) if pid is not None else {}
+    if beat.get("step", 0) > step:  # live: the loop is past its last checkpoint
+        step, wall, steps = int(beat["step"]), float(beat["wall_time_s"]), steps or beat.get("steps")
     target = cfg.get("target_accuracy")
     if pid is not None:
         state_name = "running"

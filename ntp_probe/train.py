@@ -361,7 +361,7 @@ def train(
                              "checkpoint is intact, continue with --resume") from None
         emit({"event": "save", "step": step_done})
 
-    with RunLock(out, is_main), _StopFlag() as stop:
+    with RunLock(out, is_main) as lock, _StopFlag() as stop:
         model.train()
         while step < cfg.steps:
             for group in opt.param_groups:
@@ -380,6 +380,7 @@ def train(
             loss_sum += loss.item()
             loss_n += 1
             emit({"event": "step", "step": step, "loss": loss_sum / loss_n, "lr": opt.param_groups[0]["lr"]})
+            lock.beat(step, cfg.steps, wall(), loss_sum / loss_n)
             halt = stop.set
             if world > 1:
                 flag = torch.tensor([float(halt)], device=device)

@@ -127,6 +127,24 @@ def test_watch_and_the_run_lock(tmp_path):
     assert r.exit_code == 2 and "no such run directory" in r.stderr
 
 
+def test_watch_moves_between_checkpoints(tmp_path, monkeypatch):
+    from ntp_probe import runs
+
+    monkeypatch.setattr(runs, "BEAT_SECONDS", 0.0)
+    out = tmp_path / "run"
+    seen = {}
+
+    def spy(e):
+        if e["event"] == "step" and e["step"] in (5, 15):
+            seen[e["step"]] = runs.status(out)
+
+    train(tiny_config(out, steps=20), out, callback=spy)  # checkpoints at steps 10 and 20
+    assert seen[5]["step"] == 4 and seen[5]["steps"] == 20 and seen[5]["state"] == "running"  # before any checkpoint
+    assert seen[15]["step"] == 14 and seen[15]["seconds_per_step"] > 0 and seen[15]["last"]["step"] == 10
+    assert not (out / runs.PROGRESS_FILE).exists()  # gone with the run
+    assert runs.status(out)["step"] == 20
+
+
 def test_init_from_warm_starts_a_larger_graph(tmp_path, trained):
     from typer.testing import CliRunner
 
