@@ -110,6 +110,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 # Model files
 
 
+ARCHS = ("gpt", "mamba")
+
+
 def build_model(config: GPTConfig) -> torch.nn.Module:
     if config.arch == "gpt":
         return GPT(config)

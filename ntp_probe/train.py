@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
-from .checkpoint import LoadedModel, TaskSpec
+from .checkpoint import ARCHS, LoadedModel, TaskSpec
 from .errors import ModelFileError, NtpProbeError, UsageError, WriteError
 from .evaluate import evaluate
 from .model import GPTConfig
@@ -259,6 +259,8 @@ def train(
         raise UsageError("--steps, --batch-size and --eval-every must be ≥ 1")
     if cfg.d_model % cfg.heads:
         raise UsageError(f"--d-model {cfg.d_model} must be divisible by --heads {cfg.heads}")
+    if cfg.arch not in ARCHS:
+        raise UsageError(f"--arch {cfg.arch}: choose {' or '.join(ARCHS)}")
     objective = make_objective(cfg.objective, cfg.future)
     if objective.masked and cfg.arch != "gpt":
         raise UsageError(f"--objective {cfg.objective} needs bidirectional attention: use --arch gpt")

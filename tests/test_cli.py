@@ -59,6 +59,7 @@ def test_train_then_eval_json(tmp_path):
         (["eval", "{fixture}"], "not a readable safetensors"),
         (["train", "--out", "{tmp}/x", "--d-model", 30, "--heads", 4], "divisible"),
         (["train", "--out", "{tmp}/x", "--objective", "sideways"], "unknown objective"),
+        (["train", "--out", "{tmp}/x", "--arch", "lstm"], "--arch lstm: choose gpt or mamba"),
     ],
 )
 def test_errors_are_one_line_exit_2(tmp_path, args, fragment):
