@@ -82,6 +82,9 @@ DegreeOpt = Annotated[int, typer.Option("--degree", "-d", help="Arms of the star
 PathLenOpt = Annotated[int, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l).")]
 NodesOpt = Annotated[int, typer.Option("--nodes", "-n", help="Node ids 0..N-1.")]
 DecodeOpt = Annotated[str, typer.Option("--decode", help="greedy, sample, beam or verify (verifier-guided search).")]
+ArchOpt = Annotated[str, typer.Option("--arch", help="gpt or mamba (selective state-space model).")]
+DStateOpt = Annotated[int, typer.Option("--d-state", help="Mamba: SSM state size per channel.", min=1)]
+ExpandOpt = Annotated[int, typer.Option("--expand", help="Mamba: inner width = expand × d-model.", min=1)]
 TempOpt = Annotated[float, typer.Option("--temperature", help="Sampling temperature.")]
 SampleTopKOpt = Annotated[int, typer.Option("--sample-top-k", help="Sample only from the top K tokens (0: all).")]
 BeamOpt = Annotated[int, typer.Option("--beam", help="Beam width for --decode beam.")]
@@ -138,9 +141,9 @@ def train(
     nodes: NodesOpt = 50,
     objective: Annotated[str, typer.Option("--objective", help="next-token, reverse, teacherless, multi-token or mlm-u.")] = "next-token",
     future: Annotated[int, typer.Option("--future", help="Heads of the multi-token objective (k).")] = 4,
-    arch: Annotated[str, typer.Option("--arch", help="gpt or mamba (selective state-space model).")] = "gpt",
-    d_state: Annotated[int, typer.Option("--d-state", help="Mamba: SSM state size per channel.", min=1)] = 16,
-    expand: Annotated[int, typer.Option("--expand", help="Mamba: inner width = expand × d-model.", min=1)] = 2,
+    arch: ArchOpt = "gpt",
+    d_state: DStateOpt = 16,
+    expand: ExpandOpt = 2,
     train_file: Annotated[Optional[Path], typer.Option("--train-file", help="Sample batches from this file instead of fresh graphs.")] = None,
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.", min=1)] = 2000,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Graphs per step (per process).", min=1)] = 256,
@@ -453,6 +456,9 @@ def reproduce(
     layers: Annotated[int, typer.Option("--layers", min=1)] = 2,
     d_model: Annotated[int, typer.Option("--d-model", min=8)] = 128,
     heads: Annotated[int, typer.Option("--heads", min=1)] = 4,
+    arch: ArchOpt = "gpt",
+    d_state: DStateOpt = 16,
+    expand: ExpandOpt = 2,
     eval_every: Annotated[int, typer.Option("--eval-every", min=1)] = 100,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: DeviceOpt = "auto",
@@ -473,7 +479,8 @@ def reproduce(
         from .progress import TrainProgress
 
         base = TrainConfig(degree=degree, path_len=path_len, nodes=nodes, steps=steps, batch_size=batch_size, lr=lr,
-                           layers=layers, d_model=d_model, heads=heads, eval_every=eval_every, seed=seed, device=device)
+                           layers=layers, d_model=d_model, heads=heads, arch=arch, d_state=d_state, expand=expand,
+                           eval_every=eval_every, seed=seed, device=device)
         objs = [o.strip() for o in objectives.split(",") if o.strip()]
         progress = {}
 

@@ -129,3 +129,16 @@ def test_ship_writes_a_loadable_model_with_its_card(mamba_run, tmp_path):
     res = json.loads(runner.invoke(app, ["eval", str(tmp_path / "tiny-mamba"), "--data", str(data), "--json"]).stdout)
     assert shipped.meta["card"]["accuracy"] == res["accuracy"] and shipped.meta["card"]["count"] == 100
     assert (tmp_path / "tiny-mamba" / "metrics.jsonl").read_text() == (mamba_run / "metrics.jsonl").read_text()
+
+
+def test_reproduce_trains_mamba_side_by_side(tmp_path):
+    r = runner.invoke(app, [str(a) for a in (
+        "reproduce", "--arch", "mamba", "--d-state", 4, "--expand", 1, "--objectives", "next-token,reverse",
+        "--degree", 2, "--path-len", 3, "--nodes", 10, "--layers", 1, "--d-model", 16, "--steps", 4, "--batch-size", 8,
+        "--eval-every", 2, "--count", 20, "--out", tmp_path, "--threads", 1)])
+    assert r.exit_code == 0, r.output
+    for obj in ("next-token", "reverse"):
+        cfg = ckpt.read_meta(tmp_path / obj / ckpt.MODEL_FILE)["config"]
+        assert (cfg["arch"], cfg["d_state"], cfg["expand"]) == ("mamba", 4, 1)
+    report = (tmp_path / "report.md").read_text()
+    assert "| next-token | next-token |" in report and "| reverse | reverse |" in report
