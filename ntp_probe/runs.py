@@ -51,10 +51,11 @@ def check_free(run: Path) -> None:
 class RunLock:
     """Hold ``run/train.pid`` while training (only the writing process, rank 0, takes it)."""
 
-    def __init__(self, run: Path, enabled: bool = True) -> None:
+    def __init__(self, run: Path, enabled: bool = True, about: dict | None = None) -> None:
         self.path = run / PID_FILE
         self.progress = run / PROGRESS_FILE
         self.enabled = enabled
+        self.about = about or {}  # the run's settings (objective, task, arch), shown before its first checkpoint
         self._last_beat = 0.0
 
     def __enter__(self) -> RunLock:
@@ -70,7 +71,7 @@ class RunLock:
         self._last_beat = now
         with contextlib.suppress(OSError):  # progress is a courtesy: never stop training for it
             ckpt.atomic_write_text(self.progress, json.dumps(
-                {"step": step, "steps": steps, "wall_time_s": round(wall_time_s, 2), "loss": loss}))
+                {"step": step, "steps": steps, "wall_time_s": round(wall_time_s, 2), "loss": loss, "train": self.about}))
 
     def __exit__(self, *exc) -> None:
         if self.enabled:
@@ -114,13 +115,13 @@ def status(run: str | Path) -> dict:
     if not state.is_file() and not (run / METRICS_FILE).is_file() and pid is None:
         raise UsageError(f"{run}: not a training run (no {ckpt.STATE_FILE} or {METRICS_FILE})")
     meta = ckpt.read_state_meta(state) if state.is_file() else {}
-    cfg = meta.get("train", {})
+    beat = _read_progress(run) if pid is not None else {}
+    cfg = meta.get("train") or beat.get("train") or {}
     curve = read_metrics(run / METRICS_FILE)
     last = curve[-1] if curve else {}
     step = int(meta.get("step", last.get("step", 0)))
     steps = cfg.get("steps")
     wall = float(meta.get("wall_time_s", last.get("wall_time_s", 0.0)))
-    beat = _read_progress(run) if pid is not None else {}
     if beat.get("step", 0) > step:  # live: the loop is past its last checkpoint
         step, wall, steps = int(beat["step"]), float(beat["wall_time_s"]), steps or beat.get("steps")
     target = cfg.get("target_accuracy")

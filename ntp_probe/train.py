@@ -363,7 +363,8 @@ def train(
                              "checkpoint is intact, continue with --resume") from None
         emit({"event": "save", "step": step_done})
 
-    with RunLock(out, is_main) as lock, _StopFlag() as stop:
+    about = {k: getattr(cfg, k) for k in ("objective", "degree", "path_len", "nodes", "arch", "steps")}
+    with RunLock(out, is_main, about) as lock, _StopFlag() as stop:
         model.train()
         while step < cfg.steps:
             for group in opt.param_groups:

@@ -140,6 +140,7 @@ def test_watch_moves_between_checkpoints(tmp_path, monkeypatch):
 
     train(tiny_config(out, steps=20), out, callback=spy)  # checkpoints at steps 10 and 20
     assert seen[5]["step"] == 4 and seen[5]["steps"] == 20 and seen[5]["state"] == "running"  # before any checkpoint
+    assert seen[5]["objective"] == "next-token" and seen[5]["task"] == {"degree": 2, "path_len": 3, "nodes": 10}
     assert seen[15]["step"] == 14 and seen[15]["seconds_per_step"] > 0 and seen[15]["last"]["step"] == 10
     assert not (out / runs.PROGRESS_FILE).exists()  # gone with the run
     assert runs.status(out)["step"] == 20
