@@ -161,6 +161,7 @@ def train(
     eval_every: Annotated[int, typer.Option("--eval-every", help="Evaluate and checkpoint every K steps.", min=1)] = 250,
     eval_count: Annotated[int, typer.Option("--eval-count", help="Held-out graphs per evaluation.", min=1)] = 2000,
     target_accuracy: Annotated[Optional[float], typer.Option("--target-accuracy", help="Stop once held-out greedy accuracy reaches this.")] = None,
+    mask_question: Annotated[bool, typer.Option("--mask-question", help="mlm-u: mask the edge list's node ids too, at the same rate (the whole sequence, as in Kitouni et al.).")] = False,
     init_from: Annotated[Optional[str], typer.Option("--init-from", help="Warm start from this MODEL's weights (a curriculum, e.g. G(2,5) → G(5,5)); same size and node ids.")] = None,
     threads: ThreadsOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
@@ -176,7 +177,7 @@ def train(
         layers=layers, d_model=d_model, heads=heads, dropout=dropout, steps=steps, batch_size=batch_size,
         lr=lr, min_lr=min_lr, warmup=warmup, weight_decay=weight_decay, seed=seed, device=device, amp=amp,
         eval_every=eval_every, eval_count=eval_count, target_accuracy=target_accuracy,
-        train_file=str(train_file) if train_file else None, init_from=init_from,
+        train_file=str(train_file) if train_file else None, init_from=init_from, mask_question=mask_question,
     )
     from .progress import TrainProgress
 

@@ -84,9 +84,12 @@ class Objective:
         return y
 
     def masked_batch(self, question: torch.Tensor, answer: torch.Tensor, mask: int,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     generator: torch.Generator | None = None,
+                     maskable: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """mlm-u training pair: per graph a masking rate r ~ U(0, 1), each answer token replaced by ``mask``
-        with probability r (at least one), targets only at the masked positions."""
+        with probability r (at least one), targets only at the masked positions. ``maskable`` ([Q] bool):
+        question positions masked at the same rate too (the edge list's node ids: masking the whole
+        sequence, as in Kitouni et al.); decoding always sees the whole question."""
         B, L = answer.shape
         dev = answer.device
         rate = torch.rand(B, 1, generator=generator, device=dev)
@@ -95,6 +98,11 @@ class Objective:
         x = torch.cat([question, torch.where(m, torch.full_like(answer, mask), answer)], dim=1)
         y = torch.full((B, x.shape[1], 1), IGNORE, dtype=torch.long, device=dev)
         y[:, question.shape[1]:, 0] = torch.where(m, answer, torch.full_like(answer, IGNORE))
+        if maskable is not None:
+            Q = question.shape[1]
+            mq = (torch.rand(B, Q, generator=generator, device=dev) < rate) & maskable.to(dev)
+            x[:, :Q] = torch.where(mq, torch.full_like(question, mask), question)
+            y[:, :Q, 0] = torch.where(mq, question, torch.full_like(question, IGNORE))
         return x, y
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

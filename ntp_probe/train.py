@@ -63,6 +63,7 @@ class TrainConfig:
     eval_count: int = 2000
     train_file: str | None = None
     target_accuracy: float | None = None  # stop early once held-out greedy accuracy reaches this
+    mask_question: bool = False  # mlm-u: mask the edge list's node ids too, at the same rate
     init_from: str | None = None  # warm start (curriculum): a trained model's weights, e.g. one on a smaller graph
 
 
@@ -178,7 +179,11 @@ class DataStream:
         q = self.tok.questions(b)
         a = self.objective.answer(b.path)
         if self.objective.masked:
-            return self.objective.masked_batch(q, a, self.tok.dollar, gen)
+            maskable = None
+            if cfg.mask_question:  # the edges' node ids; not the separators or the query
+                maskable = torch.arange(q.shape[1], device=q.device) < 3 * cfg.degree * (cfg.path_len - 1) - 1
+                maskable &= torch.arange(q.shape[1], device=q.device) % 3 != 2
+            return self.objective.masked_batch(q, a, self.tok.dollar, gen, maskable)
         return self.objective.inputs(q, a, self.tok.dollar), self.objective.targets(q, a)
 
 
@@ -262,6 +267,8 @@ def train(
     if cfg.arch not in ARCHS:
         raise UsageError(f"--arch {cfg.arch}: choose {' or '.join(ARCHS)}")
     objective = make_objective(cfg.objective, cfg.future)
+    if cfg.mask_question and not objective.masked:
+        raise UsageError("--mask-question applies to --objective mlm-u only")
     if objective.masked and cfg.arch != "gpt":
         raise UsageError(f"--objective {cfg.objective} needs bidirectional attention: use --arch gpt")
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -33,6 +33,25 @@ def test_masked_batch_masks_answer_only_and_targets_masked_positions():
     assert torch.equal(x, x2)  # seeded
 
 
+def test_mask_question_masks_edge_node_ids_at_the_graphs_rate(tmp_path):
+    from ntp_probe.errors import UsageError
+    from ntp_probe.train import DataStream, train
+
+    cfg = tiny_config(tmp_path, "mlm-u", mask_question=True, batch_size=400)
+    x, y = DataStream(cfg, torch.device("cpu")).batch(0)
+    Q = 3 * 4 - 1 + 4  # G(2,3): 4 edges "u v |" without the last "|", then "/ s g ="
+    q, dollar = x[:, :Q], cfg.nodes + 3
+    node_pos = [p for p in range(3 * 4 - 1) if p % 3 != 2]
+    fixed = [p for p in range(Q) if p not in node_pos]
+    assert (q[:, fixed] != dollar).all() and (y[:, fixed, 0] == IGNORE).all()  # separators and query stay
+    hidden = q[:, node_pos] == dollar
+    assert hidden.any() and torch.equal(hidden, y[:, node_pos, 0] != IGNORE)  # a target wherever a node id is hidden
+    ans_rate, q_rate = (x[:, Q:] == dollar).float().mean(1), hidden.float().mean(1)
+    assert torch.corrcoef(torch.stack([ans_rate, q_rate]))[0, 1] > 0.5  # one rate per graph for both parts
+    with pytest.raises(UsageError, match="mlm-u only"):
+        train(tiny_config(tmp_path / "nt", mask_question=True), tmp_path / "nt")
+
+
 @pytest.fixture(scope="module")
 def mlmu(tmp_path_factory):
     from ntp_probe.train import train
