@@ -63,7 +63,7 @@ class RunLock:
             ckpt.atomic_write_text(self.path, f"{os.getpid()}\n")
         return self
 
-    def beat(self, step: int, steps: int, wall_time_s: float, loss: float) -> None:
+    def beat(self, step: int, wall_time_s: float, loss: float) -> None:
         """Record where the loop is (at most every BEAT_SECONDS), so that watch moves between checkpoints."""
         now = time.monotonic()
         if not self.enabled or now - self._last_beat < BEAT_SECONDS:
@@ -71,7 +71,7 @@ class RunLock:
         self._last_beat = now
         with contextlib.suppress(OSError):  # progress is a courtesy: never stop training for it
             ckpt.atomic_write_text(self.progress, json.dumps(
-                {"step": step, "steps": steps, "wall_time_s": round(wall_time_s, 2), "loss": loss, "train": self.about}))
+                {"step": step, "wall_time_s": round(wall_time_s, 2), "loss": loss, "train": self.about}))
 
     def __exit__(self, *exc) -> None:
         if self.enabled:
@@ -123,7 +123,7 @@ def status(run: str | Path) -> dict:
     steps = cfg.get("steps")
     wall = float(meta.get("wall_time_s", last.get("wall_time_s", 0.0)))
     if beat.get("step", 0) > step:  # live: the loop is past its last checkpoint
-        step, wall, steps = int(beat["step"]), float(beat["wall_time_s"]), steps or beat.get("steps")
+        step, wall = int(beat["step"]), float(beat["wall_time_s"])
     target = cfg.get("target_accuracy")
     if pid is not None:
         state_name = "running"

@@ -40,6 +40,12 @@ class Tokenizer:
     def question_len(num_edges: int) -> int:
         return 3 * num_edges - 1 + 4
 
+    @staticmethod
+    def edge_node_mask(num_edges: int) -> torch.Tensor:
+        """[question_len] bool: the positions of the edges' node ids (not the '|' between edges, not the query)."""
+        pos = torch.arange(Tokenizer.question_len(num_edges))
+        return (pos < 3 * num_edges - 1) & (pos % 3 != 2)
+
     def question(self, g: Graph) -> list[int]:
         ids: list[int] = []
         for i, (u, v) in enumerate(g.edges):

@@ -157,6 +157,8 @@ class DataStream:
         self.cfg, self.device, self.rank = cfg, device, rank
         self.tok = Tokenizer(cfg.nodes)
         self.objective = make_objective(cfg.objective, cfg.future)
+        num_edges = cfg.degree * (cfg.path_len - 1)
+        self.maskable = Tokenizer.edge_node_mask(num_edges).to(device) if cfg.mask_question else None  # mlm-u
         self.pool: GraphBatch | None = None
         if cfg.train_file:
             graphs = read_lines(cfg.train_file, cfg.nodes)
@@ -179,11 +181,7 @@ class DataStream:
         q = self.tok.questions(b)
         a = self.objective.answer(b.path)
         if self.objective.masked:
-            maskable = None
-            if cfg.mask_question:  # the edges' node ids; not the separators or the query
-                maskable = torch.arange(q.shape[1], device=q.device) < 3 * cfg.degree * (cfg.path_len - 1) - 1
-                maskable &= torch.arange(q.shape[1], device=q.device) % 3 != 2
-            return self.objective.masked_batch(q, a, self.tok.dollar, gen, maskable)
+            return self.objective.masked_batch(q, a, self.tok.dollar, gen, self.maskable)
         return self.objective.inputs(q, a, self.tok.dollar), self.objective.targets(q, a)
 
 
@@ -390,7 +388,7 @@ def train(
             loss_sum += loss.item()
             loss_n += 1
             emit({"event": "step", "step": step, "loss": loss_sum / loss_n, "lr": opt.param_groups[0]["lr"]})
-            lock.beat(step, cfg.steps, wall(), loss_sum / loss_n)
+            lock.beat(step, wall(), loss_sum / loss_n)
             halt = stop.set
             if world > 1:
                 flag = torch.tensor([float(halt)], device=device)
