@@ -139,8 +139,9 @@ def train(
     degree: DegreeOpt = 2,
     path_len: PathLenOpt = 5,
     nodes: NodesOpt = 50,
-    objective: Annotated[str, typer.Option("--objective", help="next-token, reverse, teacherless, multi-token or mlm-u.")] = "next-token",
+    objective: Annotated[str, typer.Option("--objective", help="next-token, reverse, teacherless, multi-token, hybrid or mlm-u.")] = "next-token",
     future: Annotated[int, typer.Option("--future", help="Heads of the multi-token objective (k).")] = 4,
+    mix: Annotated[float, typer.Option("--mix", help="hybrid: weight of the teacherless loss (the next-token loss gets 1 − mix).")] = 0.5,
     arch: ArchOpt = "gpt",
     d_state: DStateOpt = 16,
     expand: ExpandOpt = 2,
@@ -157,7 +158,7 @@ def train(
     dropout: Annotated[float, typer.Option("--dropout", help="Dropout probability.")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed for init and data.")] = 0,
     device: DeviceOpt = "auto",
-    amp: Annotated[str, typer.Option("--amp", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16.")] = "auto",
+    amp: Annotated[str, typer.Option("--amp", help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32 or bf16.")] = "auto",
     eval_every: Annotated[int, typer.Option("--eval-every", help="Evaluate and checkpoint every K steps.", min=1)] = 250,
     eval_count: Annotated[int, typer.Option("--eval-count", help="Held-out graphs per evaluation.", min=1)] = 2000,
     target_accuracy: Annotated[Optional[float], typer.Option("--target-accuracy", help="Stop once held-out greedy accuracy reaches this.")] = None,
@@ -173,7 +174,7 @@ def train(
 
     set_threads(threads)
     cfg = TrainConfig(
-        degree=degree, path_len=path_len, nodes=nodes, objective=objective, future=future, arch=arch, d_state=d_state, expand=expand,
+        degree=degree, path_len=path_len, nodes=nodes, objective=objective, future=future, mix=mix, arch=arch, d_state=d_state, expand=expand,
         layers=layers, d_model=d_model, heads=heads, dropout=dropout, steps=steps, batch_size=batch_size,
         lr=lr, min_lr=min_lr, warmup=warmup, weight_decay=weight_decay, seed=seed, device=device, amp=amp,
         eval_every=eval_every, eval_count=eval_count, target_accuracy=target_accuracy,

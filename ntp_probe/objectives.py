@@ -8,6 +8,8 @@ Each objective is a small frozen dataclass. All share one convention: the traini
 * ``teacherless`` — the answer's inputs are ``$`` dummies, so every answer token is predicted
   from the question alone (one forward pass at inference).
 * ``multi-token`` — ``k`` output heads predict t+1 … t+k (Gloeckle et al. 2024); decoding uses head 0.
+* ``hybrid``      — teacherless loss plus next-token loss on the same graphs (Nagarajan et al. 2025):
+  ``mix · L_teacherless + (1 − mix) · L_next-token``, two passes over one batch; decoded like teacherless.
 * ``mlm-u``       — any-order masked training with a uniform masking rate (Kitouni et al. 2024), past
   the paper: bidirectional attention over ``question + answer`` (no shift), a uniformly random
   fraction of the answer replaced by ``$``, loss on the masked tokens; decoded by filling in the most
@@ -33,6 +35,7 @@ class Objective:
     teacherless: bool = False
     n_future: int = 1
     masked: bool = False  # mlm-u: bidirectional, unshifted, inputs with a random fraction of $ masks
+    mix: float | None = None  # hybrid: weight of the teacherless loss; the next-token loss gets 1 - mix
 
     @property
     def extra_context(self) -> int:
@@ -83,6 +86,15 @@ class Objective:
                 y[:, lo:hi, j] = seq[:, lo + 1 + j : hi + 1 + j]
         return y
 
+    def train_batch(self, question: torch.Tensor, answer: torch.Tensor, dollar: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training inputs and targets. Hybrid stacks the teacherless inputs of the batch on top of its
+        teacher-forced inputs (targets repeated): rows [:B] get weight ``mix`` in the loss, rows [B:] ``1 - mix``."""
+        x, y = self.inputs(question, answer, dollar), self.targets(question, answer)
+        if self.mix is None:
+            return x, y
+        forced = torch.cat([question, answer[:, :-1]], dim=1)
+        return torch.cat([x, forced]), torch.cat([y, y])
+
     def masked_batch(self, question: torch.Tensor, answer: torch.Tensor, mask: int,
                      generator: torch.Generator | None = None,
                      maskable: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +118,12 @@ class Objective:
         return x, y
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over heads; ``logits`` is [B, T, V] or [B, T, H, V]."""
+        """Mean cross-entropy over heads; ``logits`` is [B, T, V] or [B, T, H, V]. Hybrid: the mix of the
+        two halves of ``train_batch``."""
+        if self.mix is not None:
+            B = logits.shape[0] // 2
+            plain = Objective(self.name)
+            return self.mix * plain.loss(logits[:B], targets[:B]) + (1 - self.mix) * plain.loss(logits[B:], targets[B:])
         if logits.dim() == 3:
             logits = logits.unsqueeze(2)
         total = logits.new_zeros((), dtype=torch.float32)
@@ -117,13 +134,16 @@ class Objective:
         return total / self.n_future
 
     def to_meta(self) -> dict:
-        return {"name": self.name, "n_future": self.n_future}
+        meta = {"name": self.name, "n_future": self.n_future}
+        if self.mix is not None:
+            meta["mix"] = self.mix
+        return meta
 
 
-OBJECTIVES = ("next-token", "reverse", "teacherless", "multi-token", "mlm-u")
+OBJECTIVES = ("next-token", "reverse", "teacherless", "multi-token", "hybrid", "mlm-u")
 
 
-def make_objective(name: str, n_future: int = 4) -> Objective:
+def make_objective(name: str, n_future: int = 4, mix: float = 0.5) -> Objective:
     if name == "next-token":
         return Objective(name)
     if name == "reverse":
@@ -134,10 +154,14 @@ def make_objective(name: str, n_future: int = 4) -> Objective:
         if n_future < 2:
             raise UsageError("multi-token needs --future ≥ 2 heads")
         return Objective(name, n_future=n_future)
+    if name == "hybrid":
+        if not 0.0 <= mix <= 1.0:  # also false for NaN
+            raise UsageError(f"--mix {mix}: the teacherless loss's weight must lie in [0, 1]")
+        return Objective(name, teacherless=True, mix=float(mix))
     if name == "mlm-u":
         return Objective(name, masked=True)
     raise UsageError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
 
 
 def objective_from_meta(meta: dict) -> Objective:
-    return make_objective(meta["name"], meta.get("n_future", 4))
+    return make_objective(meta["name"], meta.get("n_future", 4), meta.get("mix", 0.5))

@@ -30,7 +30,7 @@ class TrainProgress:
     def __call__(self, e: dict) -> None:
         kind = e["event"]
         if kind == "start":
-            self.console.print(f"training on {e['device']}, {e['params']:,} parameters, from step {e['step']}")
+            self.console.print(f"training on {e['device']} ({e.get('precision', 'fp32')}), {e['params']:,} parameters, from step {e['step']}")
             if self.progress is not None:
                 self.task = self.progress.add_task("train", total=e["steps"], completed=e["step"], loss="—", acc="—")
         elif kind == "step" and self.progress is not None and self.task is not None:

@@ -1,3 +1,5 @@
+import math
+
 import torch
 
 from ntp_probe.objectives import IGNORE, make_objective
@@ -62,3 +64,37 @@ def test_loss_ignores_question_positions():
     logits[0, 14:, :] = -50.0
     logits[0, 14, 0] = logits[0, 15, 1] = logits[0, 16, 2] = 50.0
     assert obj.loss(logits, y).item() < 1e-6  # question positions carry no loss even with uniform logits
+
+
+def test_hybrid_inputs_targets_and_loss_mix():
+    """Hybrid = teacherless rows on top of teacher-forced rows, loss = mix·L_teacherless + (1−mix)·L_next-token."""
+    obj = make_objective("hybrid", mix=0.25)
+    a = obj.answer(PATH)
+    assert a.tolist() == PATH.tolist() and obj.answer_order == "forward"
+    x, y = obj.train_batch(Q, a, DOLLAR)
+    assert x.tolist() == [Q.tolist()[0] + [DOLLAR, DOLLAR], Q.tolist()[0] + [0, 1]]
+    assert y[0, :, 0].tolist() == y[1, :, 0].tolist() == [IGNORE] * 14 + [0, 1, 2]
+    # by hand: teacherless row has probability 1/2 on every target (loss ln 2), the forced row 1/4 (loss ln 4)
+    logits = torch.full((2, 17, 14), -1e4)
+    logits[0, 14:, :2] = 0.0
+    logits[0, 16, 2], logits[0, 16, 1] = 0.0, -1e4  # row 0, last position: {0, 2} equally likely
+    logits[1, 14:, :4] = 0.0
+    want = 0.25 * math.log(2) + 0.75 * math.log(4)
+    assert abs(obj.loss(logits, y).item() - want) < 1e-5
+    assert obj.to_meta() == {"name": "hybrid", "n_future": 1, "mix": 0.25}
+    assert make_objective("next-token").to_meta() == {"name": "next-token", "n_future": 1}  # old headers unchanged
+
+
+def test_hybrid_mix_out_of_range():
+    import pytest
+
+    from ntp_probe.errors import UsageError
+
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(UsageError, match="--mix"):
+            make_objective("hybrid", mix=bad)
+
+
+def test_hybrid_trains_saves_and_decodes_like_teacherless(trained):
+    lm = trained("hybrid")
+    assert lm.objective.name == "hybrid" and lm.objective.mix == 0.5 and lm.objective.teacherless
