@@ -20,7 +20,7 @@ def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: i
     ev = evaluate(lm, graphs)
     ev = {"model": name, "data": data.name, **ev}
     ch = None
-    if not lm.objective.reverse:
+    if lm.objective.decision_step:
         ch = {"model": name, "data": data.name, **clever_hans(lm, graphs, seed=seed)}
     dest = Path(models_dir) / name
     dest.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,8 @@ from safetensors.torch import save_file, save_model
 
 from .errors import ModelFileError, NtpProbeError
 from .model import GPT, GPTConfig
-from .objectives import Objective, objective_from_meta
+from .archs import ARCHS
+from .objectives import Objective, from_meta as objective_from_meta
 from .tokenizer import Tokenizer
 
 FORMAT = "ntp-probe/1"
@@ -108,9 +109,6 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 # ------------------------------------------------------------------------------------------------
 # Model files
-
-
-ARCHS = ("gpt", "mamba")
 
 
 def build_model(config: GPTConfig) -> torch.nn.Module:
@@ -219,8 +217,8 @@ def load_file(path: str | Path, device: str | torch.device = "cpu", name: str | 
         raise ModelFileError(f"{path}: config vocab_size {config.vocab_size} does not match N={task.nodes} (+4 specials)")
     if config.block_size < task.seq_len:
         raise ModelFileError(f"{path}: context {config.block_size} is shorter than the task's {task.seq_len} tokens")
-    if config.n_future != objective.n_future:
-        raise ModelFileError(f"{path}: config has {config.n_future} heads but the objective {objective.n_future}")
+    if config.n_future != objective.heads:
+        raise ModelFileError(f"{path}: config has {config.n_future} heads but the objective {objective.heads}")
     _check_shapes(path, config)  # before allocating: a wrong header must not ask for terabytes
     try:
         model = build_model(config)

@@ -14,7 +14,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from . import __version__
+from . import __version__, objectives
+from .archs import ARCHS
 from .errors import NtpProbeError, UsageError
 
 app = typer.Typer(
@@ -82,7 +83,7 @@ DegreeOpt = Annotated[int, typer.Option("--degree", "-d", help="Arms of the star
 PathLenOpt = Annotated[int, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l).")]
 NodesOpt = Annotated[int, typer.Option("--nodes", "-n", help="Node ids 0..N-1.")]
 DecodeOpt = Annotated[str, typer.Option("--decode", help="greedy, sample, beam or verify (verifier-guided search).")]
-ArchOpt = Annotated[str, typer.Option("--arch", help="gpt or mamba (selective state-space model).")]
+ArchOpt = Annotated[str, typer.Option("--arch", help=" or ".join(f"{k} ({v})" for k, v in ARCHS.items()) + ".")]
 DStateOpt = Annotated[int, typer.Option("--d-state", help="Mamba: SSM state size per channel.", min=1)]
 ExpandOpt = Annotated[int, typer.Option("--expand", help="Mamba: inner width = expand × d-model.", min=1)]
 TempOpt = Annotated[float, typer.Option("--temperature", help="Sampling temperature.")]
@@ -139,7 +140,7 @@ def train(
     degree: DegreeOpt = 2,
     path_len: PathLenOpt = 5,
     nodes: NodesOpt = 50,
-    objective: Annotated[str, typer.Option("--objective", help="next-token, reverse, teacherless, multi-token, hybrid or mlm-u.")] = "next-token",
+    objective: Annotated[str, typer.Option("--objective", help=f"{objectives.choices()}.")] = "next-token",
     future: Annotated[int, typer.Option("--future", help="Heads of the multi-token objective (k).")] = 4,
     mix: Annotated[float, typer.Option("--mix", help="hybrid: weight of the teacherless loss (the next-token loss gets 1 − mix).")] = 0.5,
     arch: ArchOpt = "gpt",
@@ -448,7 +449,7 @@ def reproduce(
     degree: DegreeOpt = 2,
     path_len: PathLenOpt = 5,
     nodes: NodesOpt = 50,
-    objectives: Annotated[str, typer.Option("--objectives", help="Comma-separated objectives to train (any of next-token, reverse, teacherless, multi-token, mlm-u).")] = "next-token,reverse,teacherless",
+    objective_names: Annotated[str, typer.Option("--objectives", help=f"Comma-separated objectives to train (any of {', '.join(objectives.names())}).")] = "next-token,reverse,teacherless",
     models: Annotated[Optional[str], typer.Option("--models", help="Evaluate these existing models (comma-separated) instead of training.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="Score on this file (original format) instead of fresh graphs.")] = None,
     count: Annotated[int, typer.Option("--count", help="Fresh graphs to score on when no --data.", min=1)] = 2000,
@@ -483,7 +484,9 @@ def reproduce(
         base = TrainConfig(degree=degree, path_len=path_len, nodes=nodes, steps=steps, batch_size=batch_size, lr=lr,
                            layers=layers, d_model=d_model, heads=heads, arch=arch, d_state=d_state, expand=expand,
                            eval_every=eval_every, seed=seed, device=device)
-        objs = [o.strip() for o in objectives.split(",") if o.strip()]
+        objs = [o.strip() for o in objective_names.split(",") if o.strip()]
+        for o in objs:  # a bad name fails before any training
+            objectives.objective_class(o)
         progress = {}
 
         def callback_for(obj):

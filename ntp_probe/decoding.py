@@ -1,12 +1,16 @@
-"""Batched decoding apart from training (cf. nanochat's engine): greedy with a KV cache, forced tokens,
-one-pass teacherless decoding, and teacher-forced scoring.
+"""Batched decoding apart from training (cf. nanochat's engine): one decode loop, strategies over it.
 
-``forced`` is a [B, L] tensor of token ids with -1 where the model decodes freely; a forced token
-is written into the answer (and into the model's input) instead of the model's own choice.
+The loop (``_decode``) asks the model's objective for a *stepper* (``objectives.base.Stepper``: a KV-cached
+left-to-right pass, teacherless's one pass, mlm-u's fill-in), and at each step lets a strategy choose
+among the stepper's next distributions: greedy (argmax), sampling (temperature, top-k) or beam search
+(which keeps several rows per graph); the verifier is beam search plus an oracle. ``forced`` is a [B, L]
+tensor of token ids with -1 where the model decodes freely; the loop applies it in one place: at a forced
+position every token but the forced one is ruled out before the strategy chooses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +24,54 @@ class Decoded:
     logits: torch.Tensor  # [B, L, V] the distribution each answer token was chosen from
 
 
+# a strategy: (logits [N, V] with forced tokens applied, graph index of each row [N]) -> (tokens [N'], parents [N'] or None)
+Choose = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, "torch.Tensor | None"]]
+
+
+def _apply_forced(lp: torch.Tensor, forced_col: torch.Tensor | None) -> torch.Tensor:
+    """Rule out every token but the forced one in rows with a forced token (-1: free)."""
+    if forced_col is None:
+        return lp
+    keep = forced_col >= 0
+    if not keep.any():
+        return lp
+    masked = torch.full_like(lp, float("-inf"))
+    masked.scatter_(1, forced_col.clamp_min(0)[:, None], 0.0)
+    return torch.where(keep[:, None], masked, lp)
+
+
+@torch.no_grad()
+def _decode(lm: LoadedModel, questions: torch.Tensor, choose: Choose, forced: torch.Tensor | None = None,
+            keep_logits: bool = False, use_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The decode loop: ([N, L] answers, [N] graph of each row, [B, L, V] the distributions chosen from or None)."""
+    B, L = questions.shape[0], lm.task.path_len
+    dev = questions.device
+    stepper = lm.objective.stepper(lm, questions, forced, use_cache)
+    graph = torch.arange(B, device=dev)
+    seqs = torch.full((B, L), -1, dtype=torch.long, device=dev)
+    out_logits = None
+    for _ in range(L):
+        pos, logits = stepper.next()
+        if keep_logits:
+            if out_logits is None:
+                out_logits = logits.new_zeros(B, L, logits.shape[-1])
+            out_logits[graph, pos] = logits
+        if forced is not None:
+            logits = _apply_forced(logits, forced[graph, pos])  # forced tokens: the one place
+        tokens, parents = choose(logits, graph)
+        if parents is not None:
+            seqs, graph, pos = seqs[parents], graph[parents], pos[parents]
+        seqs[torch.arange(len(seqs), device=dev), pos] = tokens
+        stepper.feed(pos, tokens, parents)
+    if keep_logits:
+        out_logits = stepper.finish(seqs, out_logits)
+    return seqs, graph, out_logits
+
+
+def _greedy(logits: torch.Tensor, graph: torch.Tensor):
+    return logits.argmax(-1), None
+
+
 @torch.no_grad()
 def greedy(
     lm: LoadedModel,
@@ -28,55 +80,14 @@ def greedy(
     use_cache: bool = True,
 ) -> Decoded:
     """Greedy decoding of ``lm.task.path_len`` answer tokens, the way the model was trained."""
-    model, L = lm.model, lm.task.path_len
-    B, Q = questions.shape
-    if lm.objective.masked:  # mlm-u: fill in the most confident masked position, one pass per token
-        from .anyorder import greedy_masked
-
-        return greedy_masked(lm, questions, forced)
-    if lm.objective.teacherless:
-        x = torch.cat([questions, questions.new_full((B, L - 1), lm.tokenizer.dollar)], dim=1)
-        if forced is not None:
-            f = forced[:, : L - 1]
-            x[:, Q:] = torch.where(f >= 0, f, x[:, Q:])
-        logits = model(x).logits[:, Q - 1 :].float()
-        tokens = logits.argmax(-1)
-        if forced is not None:
-            tokens = torch.where(forced >= 0, forced, tokens)
-        return Decoded(tokens, logits)
-
-    tokens, all_logits = [], []
-    if use_cache:
-        cache = model.new_cache()
-        step_logits = model(questions, cache=cache).logits[:, -1].float()
-    else:
-        seq = questions
-        step_logits = model(seq).logits[:, -1].float()
-    for i in range(L):
-        all_logits.append(step_logits)
-        tok = step_logits.argmax(-1)
-        if forced is not None:
-            tok = torch.where(forced[:, i] >= 0, forced[:, i], tok)
-        tokens.append(tok)
-        if i == L - 1:
-            break
-        if use_cache:
-            step_logits = model(tok[:, None], cache=cache).logits[:, -1].float()
-        else:
-            seq = torch.cat([seq, tok[:, None]], dim=1)
-            step_logits = model(seq).logits[:, -1].float()
-    return Decoded(torch.stack(tokens, 1), torch.stack(all_logits, 1))
+    tokens, _, logits = _decode(lm, questions, _greedy, forced, keep_logits=True, use_cache=use_cache)
+    return Decoded(tokens, logits)
 
 
 @torch.no_grad()
 def teacher_forced(lm: LoadedModel, questions: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
-    """[B, L, V] logits at each answer position with the true answer as input (``$`` for teacherless)."""
-    if lm.objective.masked:
-        from .anyorder import teacher_forced_masked
-
-        return teacher_forced_masked(lm, questions, answers)
-    x = lm.objective.inputs(questions, answers, lm.tokenizer.dollar)
-    return lm.model(x).logits[:, questions.shape[1] - 1 :].float()
+    """[B, L, V] logits at each answer position with the true answer as input (as the objective defines it)."""
+    return lm.objective.teacher_forced(lm, questions, answers)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -127,97 +138,42 @@ def default_tries(degree: int) -> int:
     return max(8, 2 * degree)
 
 
-def _step_source(lm: LoadedModel, questions: torch.Tensor, forced: torch.Tensor | None):
-    """(first log-probs [B, V], advance(tokens, row_index) -> next log-probs) for autoregressive or one-pass models."""
-    if lm.objective.masked:
-        from .errors import UsageError
-
-        raise UsageError(f"{lm.objective.name} decodes by greedy fill-in only (no left-to-right sampling or beam search)")
-    model, L = lm.model, lm.task.path_len
-    B, Q = questions.shape
-    if lm.objective.teacherless:
-        x = torch.cat([questions, questions.new_full((B, L - 1), lm.tokenizer.dollar)], dim=1)
-        if forced is not None:
-            f = forced[:, : L - 1]
-            x[:, Q:] = torch.where(f >= 0, f, x[:, Q:])
-        all_lp = model(x).logits[:, Q - 1 :].float().log_softmax(-1)  # [B, L, V]
-        state = {"i": 0, "rows": torch.arange(B, device=questions.device)}
-
-        def advance(tokens, rows):
-            state["i"] += 1
-            state["rows"] = state["rows"][rows]
-            return all_lp[state["rows"], state["i"]]
-
-        return all_lp[:, 0], advance
-    cache = model.new_cache()
-    first = model(questions, cache=cache).logits[:, -1].float().log_softmax(-1)
-    holder = {"cache": cache}
-
-    def advance(tokens, rows):
-        holder["cache"] = holder["cache"].select(rows)
-        return model(tokens[:, None], cache=holder["cache"]).logits[:, -1].float().log_softmax(-1)
-
-    return first, advance
-
-
-def _apply_forced(lp: torch.Tensor, forced_col: torch.Tensor | None) -> torch.Tensor:
-    if forced_col is None:
-        return lp
-    keep = forced_col >= 0
-    if not keep.any():
-        return lp
-    masked = torch.full_like(lp, float("-inf"))
-    masked.scatter_(1, forced_col.clamp_min(0)[:, None], 0.0)
-    return torch.where(keep[:, None], masked, lp)
-
-
 @torch.no_grad()
 def sample(lm: LoadedModel, questions: torch.Tensor, forced: torch.Tensor | None = None, temperature: float = 1.0,
            top_k: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
     """[B, L] answers sampled token by token (forced tokens kept)."""
-    B, L = questions.shape[0], lm.task.path_len
-    lp, advance = _step_source(lm, questions, forced)
-    rows = torch.arange(B, device=questions.device)
-    out = []
-    for i in range(L):
-        logits = lp / temperature
+    lm.objective.check_strategy("sample")
+
+    def choose(logits, graph):
+        logits = logits.log_softmax(-1) / temperature
         if top_k:
             kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
         probs = logits.softmax(-1)
-        tok = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(questions.device)
-        if forced is not None:
-            tok = torch.where(forced[:, i] >= 0, forced[:, i], tok)
-        out.append(tok)
-        if i < L - 1:
-            lp = advance(tok, rows)
-    return torch.stack(out, 1)
+        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(questions.device), None
+
+    return _decode(lm, questions, choose, forced)[0]
 
 
 @torch.no_grad()
 def beam_search(lm: LoadedModel, questions: torch.Tensor, width: int, forced: torch.Tensor | None = None):
     """Beam search: ([B, W, L] answers best first, [B, W] total log-probabilities; -inf marks unused beams)."""
-    B, L = questions.shape[0], lm.task.path_len
-    dev = questions.device
-    lp, advance = _step_source(lm, questions, forced)
-    V = lp.shape[-1]
-    nb = 1
-    seqs = torch.zeros(B, 1, 0, dtype=torch.long, device=dev)
-    scores = torch.zeros(B, 1, device=dev)
-    for i in range(L):
-        f = None if forced is None else forced[:, i].repeat_interleave(nb)
-        lp = _apply_forced(lp, f).view(B, nb, V)
-        cand = (scores[:, :, None] + lp).view(B, nb * V)
-        k = min(width, nb * V)
-        top, idx = cand.topk(k, dim=1)
-        beam_idx, tok = idx // V, idx % V
-        seqs = torch.cat([seqs.gather(1, beam_idx[:, :, None].expand(B, k, seqs.shape[2])), tok[:, :, None]], dim=2)
-        scores = top
-        rows = (torch.arange(B, device=dev)[:, None] * nb + beam_idx).reshape(-1)
-        nb = k
-        if i < L - 1:
-            lp = advance(tok.reshape(-1), rows)
-    return seqs, scores
+    lm.objective.check_strategy("beam")
+    B = questions.shape[0]
+    state = {"scores": torch.zeros(B, 1, device=questions.device)}
+
+    def choose(logits, graph):  # rows are graph-major: row b * nb + j is beam j of graph b
+        scores = state["scores"]
+        nb, V = scores.shape[1], logits.shape[-1]
+        cand = (scores[:, :, None] + logits.log_softmax(-1).view(B, nb, V)).view(B, nb * V)
+        top, idx = cand.topk(min(width, nb * V), dim=1)
+        state["scores"] = top
+        parents = (torch.arange(B, device=idx.device)[:, None] * nb + idx // V).reshape(-1)
+        return (idx % V).reshape(-1), parents
+
+    seqs = _decode(lm, questions, choose, forced)[0]
+    scores = state["scores"]
+    return seqs.view(B, scores.shape[1], -1), scores
 
 
 def valid_paths(batch_edges: torch.Tensor, start: torch.Tensor, goal: torch.Tensor, paths: torch.Tensor,
@@ -237,6 +193,7 @@ def decode_with(lm: LoadedModel, questions: torch.Tensor, strategy: Strategy, fo
 
     ``verify`` enumerates candidates best first (beam search of width ``tries``) and keeps the first
     that the verifier accepts; it needs ``batch`` (the graphs) for the oracle."""
+    lm.objective.check_strategy(strategy.kind)
     B = questions.shape[0]
     ones = torch.ones(B, dtype=torch.long)
     if strategy.kind == "greedy":

@@ -41,9 +41,7 @@ def evaluate(lm: LoadedModel, graphs: list[Graph] | GraphBatch, batch_size: int 
     exact = decision = tries = 0
     t0 = time.perf_counter()
     for lo in range(0, n, batch_size):
-        sl = slice(lo, lo + batch_size)
-        sub = GraphBatch(batch.edges[sl], batch.start[sl], batch.goal[sl], batch.path[sl])
-        sub = GraphBatch(*(t.to(device) for t in (sub.edges, sub.start, sub.goal, sub.path)))
+        sub = batch[lo : lo + batch_size].to(device)
         q = lm.tokenizer.questions(sub)
         answers = obj.answer(sub.path)
         out, used = decode_with(lm, q, strategy, batch=sub, generator=generator)

@@ -32,11 +32,9 @@ def arm_table(batch: GraphBatch, degree: int, path_len: int, nodes: int) -> torc
 def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0, batch_size: int = 2000) -> dict:
     """Force the decision step onto a wrong arm and decode greedily; measure whether the model follows it."""
     obj, t = lm.objective, lm.task
-    if obj.reverse:
-        raise UsageError(
-            f"clever-hans does not apply to {lm.display_name}: a reverse model answers goal→start, where every step "
-            "is a lookup of the parent and there is no arm to choose; probe it with 'ntp-probe probe' instead"
-        )
+    if not obj.decision_step:
+        raise UsageError(f"clever-hans does not apply to {lm.display_name}: {obj.no_decision}; probe it with "
+                         "'ntp-probe probe' instead")
     if t.degree < 2:
         raise UsageError("clever-hans needs at least two arms (degree ≥ 2)")
     batch = as_batch(lm, graphs)
@@ -47,7 +45,7 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
     hans = decision_ok = goal_end = follow_until_last = 0
     ent_sum = mass_sum = 0.0
     for lo in range(0, n, batch_size):
-        sub = GraphBatch(*(x[lo : lo + batch_size].to(device) for x in (batch.edges, batch.start, batch.goal, batch.path)))
+        sub = batch[lo : lo + batch_size].to(device)
         B = len(sub)
         arms = arm_table(sub, d, L, t.nodes)  # [B, d, l-1]
         goal_arm = (arms[:, :, -1] == sub.goal[:, None]).float().argmax(1)

@@ -222,7 +222,7 @@ class ProbeSession:
         or, for reverse models, a node that is not the goal's parent."""
         arms = self.graph.arms()
         goal_arm = self.graph.goal_arm()
-        if self.answer_order == "forward":
+        if self.objective.decision_step:
             current = self.steps[self.decision_position].token
             options = [a[0] for i, a in enumerate(arms) if i != goal_arm and a]
             if not options:
@@ -237,7 +237,7 @@ class ProbeSession:
         tok = self.wrong_arm_token()
         if tok is None:
             return None
-        if self.answer_order == "forward":
+        if self.objective.decision_step:
             self.forced[0] = self.graph.start
             self.forced[1] = tok
             self.cursor = max(self.cursor, 2)
@@ -258,25 +258,15 @@ class ProbeSession:
         return torch.tensor([self.lm.tokenizer.question(self.graph)], device=dev)
 
     def legal_moves(self, position: int, tokens: list[int]) -> list[int]:
-        g = self.graph
-        if position == 0:
-            return [g.start] if self.answer_order == "forward" else [g.goal]
-        prev = tokens[position - 1]
-        return g.children(prev) if self.answer_order == "forward" else g.parents(prev)
+        return self.objective.legal_moves(self.graph, position, tokens)
 
     def set_strategy(self, strategy: Strategy) -> None:
         self.strategy = strategy
         self.rescore()
 
-    def _inputs(self, tokens: list[int]) -> torch.Tensor:
-        """The model's input for a full answer: question + answer[:-1] ($ for teacherless, forced tokens written in)."""
-        q = self._question()
-        x = self.objective.inputs(q, torch.tensor([tokens], device=q.device), self.lm.tokenizer.dollar)
-        if self.objective.teacherless:
-            for fp, t in self.forced.items():
-                if fp < self.length - 1:
-                    x[0, q.shape[1] + fp] = t
-        return x
+    def _probe_input(self, position: int) -> tuple[torch.Tensor, int]:
+        """The model's input that gives answer position ``position`` of the decoded answer, and its output row."""
+        return self.objective.probe_input(self._question(), self.tokens, self.forced, position, self.lm.tokenizer.dollar)
 
     @torch.no_grad()
     def rescore(self) -> None:
@@ -286,13 +276,11 @@ class ProbeSession:
             dec = greedy(self.lm, q, forced)
             tokens, logits = dec.tokens[0].tolist(), dec.logits[0]
         else:
-            batch = GraphBatch.from_graphs([self.graph]) if self.strategy.kind == "verify" else None
-            if batch is not None:
-                batch = GraphBatch(*(t.to(q.device) for t in (batch.edges, batch.start, batch.goal, batch.path)))
+            batch = GraphBatch.from_graphs([self.graph]).to(q.device) if self.strategy.kind == "verify" else None
             gen = torch.Generator().manual_seed(self.strategy.seed)
             chosen, tries = decode_with(self.lm, q, self.strategy, forced, batch=batch, generator=gen)
             tokens, self.tries = chosen[0].tolist(), int(tries[0])
-            logits = self.lm.model(self._inputs(tokens)).logits[0, q.shape[1] - 1 :]
+            logits = self.objective.answer_logits(self.lm.model, q, tokens, self.forced, self.lm.tokenizer.dollar)
         probs = logits.float().softmax(-1).cpu()
         truth = self.true_answer
         steps = []
@@ -317,13 +305,7 @@ class ProbeSession:
         the likeliest wrong token."""
         p = self.current if position is None else position
         st = self.steps[p]
-        x = self._inputs(self.tokens)
-        row = self._question().shape[1] - 1 + p
-        if self.objective.masked:  # mlm-u (unshifted): slot p masked, the other slots as decoded
-            q = self._question()
-            x = torch.cat([q, torch.tensor([self.tokens], device=q.device)], dim=1)
-            x[0, q.shape[1] + p] = self.lm.tokenizer.dollar
-            row = q.shape[1] + p
+        x, row = self._probe_input(p)
         out = self.lm.model(x, want_hidden=True)
         rows = []
         for i, h in enumerate(out.hidden[1:]):
@@ -345,13 +327,13 @@ class ProbeSession:
     @torch.no_grad()
     def attention(self, position: int | None = None) -> AttentionView | None:
         """Attention at an answer step over its input (None for models without attention, e.g. Mamba)."""
-        if self.lm.arch != "gpt" or self.objective.masked:  # mlm-u decodes in its own order: no single step's input
+        if not self.objective.supports_attention:
             return None
         p = self.current if position is None else position
-        q = self._question()
-        x = self._inputs(self.tokens)
+        x, row = self._probe_input(p)
         out = self.lm.model(x, want_attn=True)
-        row = q.shape[1] - 1 + p
+        if out.attentions is None:  # no attention in this architecture (Mamba)
+            return None
         w = torch.stack([a[0, :, row, : row + 1] for a in out.attentions]).float().cpu()  # [layers, heads, row+1]
         E = len(self.graph.edges)
         idx = torch.arange(E)

@@ -6,9 +6,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-
-def _f(x, digits: int = 3) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
+from .fmt import fmt as _f
 
 
 def eval_table(lm, res: dict) -> Table:
@@ -105,7 +103,7 @@ def clever_hans_table(res: dict) -> Table:
     t.add_column("what it means", style="dim")
     t.add_row("clever_hans_rate", _f(res["clever_hans_rate"]),
               "forced onto a wrong arm, the model walks it to the wrong leaf (it learned 'child of previous token')")
-    fr = " ".join("—" if x is None else f"{x:.2f}" for x in res["follow_rate_per_position"])
+    fr = _f(res["follow_rate_per_position"], 2)
     t.add_row("follow rate per position", fr, "fraction still on the wrong arm at each answer position (0, 1 forced)")
     t.add_row("follow_before_last_rate", _f(res["follow_before_last_rate"]),
               "on the wrong arm at every position but the last")

@@ -12,6 +12,7 @@ from . import checkpoint as ckpt
 from .checkpoint import LoadedModel
 from .errors import NtpProbeError
 from .evaluate import evaluate
+from .fmt import fmt as _f
 from .metrics import clever_hans
 from .runs import METRICS_FILE, read_metrics
 from .train import TrainConfig, train
@@ -31,7 +32,7 @@ def sparkline(values: list[float]) -> str:
 def score(lm: LoadedModel, graphs, seed: int = 0) -> dict:
     row = evaluate(lm, graphs)
     row["clever_hans_rate"] = row["follow_before_last_rate"] = None
-    if not lm.objective.reverse:
+    if lm.objective.decision_step:
         ch = clever_hans(lm, graphs, seed=seed)
         row.update({k: ch[k] for k in ("clever_hans_rate", "follow_before_last_rate", "ends_at_goal_rate",
                                        "decision_entropy", "decision_mass_on_children")})
@@ -100,10 +101,6 @@ def plot_curves(curves: dict[str, list[dict]], out: Path, title: str) -> list[Pa
         os.replace(tmp, f)
         files.append(f)
     return files
-
-
-def _f(x) -> str:
-    return "—" if x is None else f"{x:.3f}"
 
 
 def inference_markdown(rows: list[dict]) -> list[str]:

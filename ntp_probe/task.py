@@ -345,6 +345,13 @@ class GraphBatch:
     def __len__(self) -> int:
         return self.start.shape[0]
 
+    def __getitem__(self, index) -> GraphBatch:
+        """The graphs at ``index`` (a slice, or a tensor of indices) as a batch."""
+        return GraphBatch(self.edges[index], self.start[index], self.goal[index], self.path[index])
+
+    def to(self, device) -> GraphBatch:
+        return GraphBatch(*(t.to(device) for t in (self.edges, self.start, self.goal, self.path)))
+
     def graphs(self) -> Iterator[Graph]:
         edges, start, goal, path = (t.tolist() for t in (self.edges, self.start, self.goal, self.path))
         for e, s, g, p in zip(edges, start, goal, path):

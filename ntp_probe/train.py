@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
+from . import objectives
 from .checkpoint import ARCHS, LoadedModel, TaskSpec
 from .errors import ModelFileError, NtpProbeError, UsageError, WriteError
 from .evaluate import evaluate
 from .model import GPTConfig
-from .objectives import make_objective
 from .runs import METRICS_FILE, RunLock, check_free
 from .task import GraphBatch, check_topology, generate, read_lines
 from .tokenizer import Tokenizer
@@ -69,6 +69,11 @@ class TrainConfig:
 
 
 Callback = Callable[[dict], None]
+
+
+def make_objective(cfg: TrainConfig) -> objectives.Objective:
+    """The run's objective with its options (a switch given to an objective that has no such option is an error)."""
+    return objectives.get(cfg.objective, future=cfg.future, mix=cfg.mix, mask_question=cfg.mask_question)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -177,14 +182,11 @@ class DataStream:
     def __init__(self, cfg: TrainConfig, device: torch.device, rank: int = 0):
         self.cfg, self.device, self.rank = cfg, device, rank
         self.tok = Tokenizer(cfg.nodes)
-        self.objective = make_objective(cfg.objective, cfg.future, cfg.mix)
-        num_edges = cfg.degree * (cfg.path_len - 1)
-        self.maskable = Tokenizer.edge_node_mask(num_edges).to(device) if cfg.mask_question else None  # mlm-u
+        self.objective = make_objective(cfg)
         self.pool: GraphBatch | None = None
         if cfg.train_file:
             graphs = read_lines(cfg.train_file, cfg.nodes)
-            pool = GraphBatch.from_graphs(graphs)
-            self.pool = GraphBatch(*(t.to(device) for t in (pool.edges, pool.start, pool.goal, pool.path)))
+            self.pool = GraphBatch.from_graphs(graphs).to(device)
 
     def generator(self, step: int) -> torch.Generator:
         g = torch.Generator(device=self.device)
@@ -197,13 +199,9 @@ class DataStream:
             b = generate(cfg.degree, cfg.path_len, cfg.nodes, cfg.batch_size, generator=gen, device=self.device)
         else:
             idx = torch.randint(len(self.pool), (cfg.batch_size,), generator=gen, device=self.device)
-            p = self.pool
-            b = GraphBatch(p.edges[idx], p.start[idx], p.goal[idx], p.path[idx])
+            b = self.pool[idx]
         q = self.tok.questions(b)
-        a = self.objective.answer(b.path)
-        if self.objective.masked:
-            return self.objective.masked_batch(q, a, self.tok.dollar, gen, self.maskable)
-        return self.objective.train_batch(q, a, self.tok.dollar)
+        return self.objective.train_batch(q, self.objective.answer(b.path), self.tok.dollar, gen)
 
 
 def _prepare_out(out: Path, resume: bool, force: bool) -> None:
@@ -285,10 +283,8 @@ def train(
         raise UsageError(f"--d-model {cfg.d_model} must be divisible by --heads {cfg.heads}")
     if cfg.arch not in ARCHS:
         raise UsageError(f"--arch {cfg.arch}: choose {' or '.join(ARCHS)}")
-    objective = make_objective(cfg.objective, cfg.future, cfg.mix)
-    if cfg.mask_question and not objective.masked:
-        raise UsageError("--mask-question applies to --objective mlm-u only")
-    if objective.masked and cfg.arch != "gpt":
+    objective = make_objective(cfg)
+    if not objective.causal and cfg.arch != "gpt":
         raise UsageError(f"--objective {cfg.objective} needs bidirectional attention: use --arch gpt")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -318,11 +314,11 @@ def train(
         n_head=cfg.heads,
         n_embd=cfg.d_model,
         dropout=cfg.dropout,
-        n_future=objective.n_future,
+        n_future=objective.heads,
         arch=cfg.arch,
         d_state=cfg.d_state,
         expand=cfg.expand,
-        causal=not objective.masked,
+        causal=objective.causal,
     )
     if resume:
         saved_cfg = ckpt.read_state_meta(out / ckpt.STATE_FILE).get("train", {})
@@ -401,7 +397,7 @@ def train(
             torch.manual_seed(cfg.seed * 1_000_003 + rank * 7_919 + step + 1)  # dropout noise of this step
             x, y = data.batch(step)
             with amp:
-                logits = model(x, all_heads=objective.n_future > 1).logits
+                logits = objective.train_logits(model, x)
             loss = objective.loss(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -67,7 +67,7 @@ def test_save_load_round_trip(tmp_path):
     obj = make_objective("reverse")
     ckpt.save(tmp_path / "m.safetensors", m, ckpt.make_meta(m, task, obj))
     lm = ckpt.load(tmp_path / "m.safetensors")
-    assert lm.arch == "mamba" and isinstance(lm.model, Mamba) and lm.objective.reverse
+    assert lm.arch == "mamba" and isinstance(lm.model, Mamba) and lm.objective.answer_order == "reverse"
     idx = torch.randint(0, 14, (2, task.seq_len))
     assert torch.equal(lm.model(idx).logits, m.eval()(idx).logits)
 

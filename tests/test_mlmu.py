@@ -17,7 +17,7 @@ runner = CliRunner()
 
 def test_masked_batch_masks_answer_only_and_targets_masked_positions():
     obj = make_objective("mlm-u")
-    assert "mlm-u" in OBJECTIVES and obj.masked and obj.extra_context == 1
+    assert "mlm-u" in OBJECTIVES and not obj.causal and obj.extra_context == 1
     q = torch.arange(6).repeat(500, 1)
     a = torch.arange(10, 14).repeat(500, 1)
     g = torch.Generator().manual_seed(0)

@@ -1,5 +1,3 @@
-import math
-
 import torch
 
 from ntp_probe.objectives import IGNORE, make_objective
@@ -66,35 +64,79 @@ def test_loss_ignores_question_positions():
     assert obj.loss(logits, y).item() < 1e-6  # question positions carry no loss even with uniform logits
 
 
-def test_hybrid_inputs_targets_and_loss_mix():
-    """Hybrid = teacherless rows on top of teacher-forced rows, loss = mix·L_teacherless + (1−mix)·L_next-token."""
-    obj = make_objective("hybrid", mix=0.25)
-    a = obj.answer(PATH)
-    assert a.tolist() == PATH.tolist() and obj.answer_order == "forward"
-    x, y = obj.train_batch(Q, a, DOLLAR)
-    assert x.tolist() == [Q.tolist()[0] + [DOLLAR, DOLLAR], Q.tolist()[0] + [0, 1]]
-    assert y[0, :, 0].tolist() == y[1, :, 0].tolist() == [IGNORE] * 14 + [0, 1, 2]
-    # by hand: teacherless row has probability 1/2 on every target (loss ln 2), the forced row 1/4 (loss ln 4)
-    logits = torch.full((2, 17, 14), -1e4)
-    logits[0, 14:, :2] = 0.0
-    logits[0, 16, 2], logits[0, 16, 1] = 0.0, -1e4  # row 0, last position: {0, 2} equally likely
-    logits[1, 14:, :4] = 0.0
-    want = 0.25 * math.log(2) + 0.75 * math.log(4)
-    assert abs(obj.loss(logits, y).item() - want) < 1e-5
-    assert obj.to_meta() == {"name": "hybrid", "n_future": 1, "mix": 0.25}
-    assert make_objective("next-token").to_meta() == {"name": "next-token", "n_future": 1}  # old headers unchanged
+# ------------------------------------------------------------------------------------------------
+# The registry
 
 
-def test_hybrid_mix_out_of_range():
+def test_registry_names_and_lookup():
+    import ntp_probe.objectives as objectives
+
+    names = objectives.names()
+    assert names[:5] == ("next-token", "reverse", "teacherless", "multi-token", "mlm-u") and "hybrid" in names
+    for n in names:
+        assert objectives.get(n).name == n and objectives.objective_class(n).name == n
+    assert objectives.choices().endswith(f" or {names[-1]}")
+
+
+def test_unknown_objective_names_the_choices():
     import pytest
 
     from ntp_probe.errors import UsageError
+    from ntp_probe.objectives import from_meta, get, names
 
-    for bad in (-0.1, 1.5, float("nan")):
-        with pytest.raises(UsageError, match="--mix"):
-            make_objective("hybrid", mix=bad)
+    for bad in ("sideways", "base", "", "next_token", "../x"):
+        with pytest.raises(UsageError, match="unknown objective") as e:
+            get(bad)
+        assert ", ".join(names()) in str(e.value)
+    with pytest.raises(UsageError, match="unknown objective"):
+        from_meta({"name": ["not", "a", "name"]})
+    with pytest.raises(UsageError, match="--mask-question applies to --objective mlm-u only"):
+        get("next-token", mask_question=True)
+    assert get("next-token", future=3, mix=0.2).to_meta() == {"name": "next-token", "n_future": 1}  # others' options ignored
 
 
-def test_hybrid_trains_saves_and_decodes_like_teacherless(trained):
-    lm = trained("hybrid")
-    assert lm.objective.name == "hybrid" and lm.objective.mix == 0.5 and lm.objective.teacherless
+def test_from_meta_round_trip_for_every_objective():
+    from ntp_probe.objectives import from_meta, get, names
+
+    metas = {n: get(n).to_meta() for n in names()}
+    # the headers of existing checkpoints are unchanged
+    assert metas["next-token"] == {"name": "next-token", "n_future": 1}
+    assert metas["reverse"] == {"name": "reverse", "n_future": 1}
+    assert metas["teacherless"] == {"name": "teacherless", "n_future": 1}
+    assert metas["multi-token"] == {"name": "multi-token", "n_future": 4}
+    assert metas["mlm-u"] == {"name": "mlm-u", "n_future": 1}
+    assert metas["hybrid"] == {"name": "hybrid", "n_future": 1, "mix": 0.5}
+    for n, meta in metas.items():
+        assert from_meta(meta) == get(n) and from_meta(meta).to_meta() == meta
+    assert from_meta({"name": "multi-token", "n_future": 3}).heads == 3
+    assert from_meta({"name": "hybrid", "n_future": 1, "mix": 0.2}).mix == 0.2
+
+
+def test_every_objective_trains_a_tiny_model_and_decodes(trained):
+    import pytest
+
+    from ntp_probe.decoding import Strategy, decode_with, greedy, teacher_forced
+    from ntp_probe.errors import UsageError
+    from ntp_probe.objectives import names
+    from ntp_probe.probing import ProbeSession
+    from ntp_probe.task import generate
+
+    b = generate(2, 3, 10, 8, seed=1)
+    for n in names():
+        lm = trained(n)
+        assert lm.objective.name == n and lm.model.config.causal == lm.objective.causal
+        q = lm.tokenizer.questions(b)
+        dec = greedy(lm, q)
+        assert dec.tokens.shape == (8, 3) and dec.logits.shape == (8, 3, 14)
+        assert teacher_forced(lm, q, lm.objective.answer(b.path)).shape == (8, 3, 14)
+        for kind in ("greedy", "sample", "beam", "verify"):
+            if kind in lm.objective.strategies:
+                out, tries = decode_with(lm, q, Strategy(kind), batch=b)
+                assert out.shape == (8, 3) and (tries >= 1).all()
+            else:
+                with pytest.raises(UsageError):
+                    decode_with(lm, q, Strategy(kind), batch=b)
+        s = ProbeSession(lm, next(iter(b.graphs())))
+        s.force(1, s.true_answer[1])
+        assert s.steps[1].forced and len(s.layers(1)) == 1
+        assert (s.attention() is None) == (not lm.objective.supports_attention)

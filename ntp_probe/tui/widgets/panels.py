@@ -64,8 +64,8 @@ def attention_text(s, view, layer: int, head: int) -> Text:
     if view is None:
         if s.lm.arch == "mamba":
             why = " for Mamba (no attention)"
-        elif s.objective.masked:
-            why = f" for the {s.objective.name} objective (it fills positions in its own order)"
+        elif not s.objective.supports_attention:
+            why = f" for the {s.objective.name} objective ({s.objective.no_attention})"
         else:
             why = ""
         t.append(f"attention: not available{why}; l shows the logit lens", style=DIM)

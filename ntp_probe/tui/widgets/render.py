@@ -201,8 +201,7 @@ def story(s) -> Text:
         t.append(f"Decision step (which arm?): {shown}. ")
         if top < 0.8:
             t.append("A coin flip: ", style="bold red")
-            t.append("teacher forcing never taught it to plan the arm. " if s.objective.name == "next-token"
-                     else "the model has not learned to plan the arm. ")
+            t.append(s.objective.coin_flip)
         else:
             t.append("Confident: ", style="bold green")
             t.append("this model picks the goal's arm. " if ok else "confidently wrong. ")

@@ -1,0 +1,34 @@
+"""``reverse``: teacher forcing on the answer reversed, goal→start. Every step is a lookup of the previous
+node's unique parent, so there is no arm to choose (and no Clever Hans probe)."""
+
+from __future__ import annotations
+
+import torch
+
+from . import register
+from .base import Objective
+
+
+@register
+class Reverse(Objective):
+    name = "reverse"
+    answer_order = "reverse"
+    decision_step = False
+    no_decision = ("a reverse model answers goal→start, where every step is a lookup of the parent and there is no "
+                   "arm to choose")
+
+    def answer(self, path: torch.Tensor) -> torch.Tensor:
+        return path.flip(-1)
+
+    def to_path(self, answer: torch.Tensor) -> torch.Tensor:
+        return answer.flip(-1)  # reversing is its own inverse
+
+    def to_path_list(self, answer: list[int]) -> list[int]:
+        return list(answer)[::-1]
+
+    def path_index(self, position: int, length: int) -> int:
+        return length - 1 - position
+
+    def legal_moves(self, graph, position, tokens):
+        """The goal first, then a parent of the previous node."""
+        return [graph.goal] if position == 0 else graph.parents(tokens[position - 1])
