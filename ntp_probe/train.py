@@ -72,8 +72,8 @@ Callback = Callable[[dict], None]
 
 
 def make_objective(cfg: TrainConfig) -> objectives.Objective:
-    """The run's objective with its options (a switch given to an objective that has no such option is an error)."""
-    return objectives.get(cfg.objective, future=cfg.future, mix=cfg.mix, mask_question=cfg.mask_question)
+    """The run's objective; it takes its options from the settings of the same name (``future``, ``mix``, …)."""
+    return objectives.get(cfg.objective, **asdict(cfg))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

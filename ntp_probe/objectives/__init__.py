@@ -17,7 +17,7 @@ names are read from the file names, so listing them (``--help``) imports no modu
         ...
 
 ``get(name, **options)`` builds one (options a class does not take are ignored, except a switched-on
-flag, which must belong to the objective), ``from_meta`` rebuilds one from a checkpoint header
+flag that belongs to another objective: an error), ``from_meta`` rebuilds one from a checkpoint header
 (``Objective.to_meta``), ``names()`` lists them.
 """
 
@@ -74,7 +74,8 @@ def get(name: str, **options) -> Objective:
     for key, value in options.items():
         if key not in cls.options and value is True:  # a switch that belongs to other objectives
             owners = [n for n in names() if key in objective_class(n).options]
-            raise UsageError(f"--{key.replace('_', '-')} applies to --objective {' or '.join(owners)} only")
+            if owners:
+                raise UsageError(f"--{key.replace('_', '-')} applies to --objective {' or '.join(owners)} only")
     return cls(**{k: v for k, v in options.items() if k in cls.options})
 
 
