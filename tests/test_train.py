@@ -79,7 +79,7 @@ def test_multi_token_training(tmp_path):
     out = tmp_path / "mt"
     train(tiny_config(out, "multi-token", steps=5, future=3), out)
     lm = ckpt.load(out)
-    assert lm.objective.n_future == 3 and len(lm.model.future) == 2
+    assert lm.objective.heads == 3 and len(lm.model.future) == 2
 
 
 def test_watch_and_the_run_lock(tmp_path):
