@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import UsageError
 from ..tokenizer import Tokenizer
 from . import IGNORE, register
 from .base import Objective, Stepper
@@ -79,8 +80,6 @@ class MlmU(Objective):
 
     def check_strategy(self, kind: str) -> None:
         if kind not in self.strategies:
-            from ..errors import UsageError
-
             raise UsageError(f"{self.name} decodes by greedy fill-in only (no left-to-right sampling or beam search)")
 
     # -- training ----------------------------------------------------------------------------------
