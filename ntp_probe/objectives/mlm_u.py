@@ -95,11 +95,17 @@ class MlmU(Objective):
         return y
 
     def train_batch(self, question, answer, dollar, generator=None):
-        maskable = None
-        if self.mask_question:
-            num_edges = (question.shape[1] + 1 - 4) // 3  # Tokenizer.question_len inverted
-            maskable = Tokenizer.edge_node_mask(num_edges).to(question.device)
-        return self.masked_batch(question, answer, dollar, generator, maskable)
+        return self.masked_batch(question, answer, dollar, generator, self._maskable(question))
+
+    def _maskable(self, question: torch.Tensor) -> torch.Tensor | None:
+        """With ``mask_question``: the question's edge-node positions (computed once per question length and device)."""
+        if not self.mask_question:
+            return None
+        key = (question.shape[1], question.device)
+        if getattr(self, "_maskable_for", (None,))[0] != key:
+            num_edges = (question.shape[1] - 3) // 3  # Tokenizer.question_len inverted
+            self._maskable_for = (key, Tokenizer.edge_node_mask(num_edges).to(question.device))
+        return self._maskable_for[1]
 
     def masked_batch(self, question: torch.Tensor, answer: torch.Tensor, mask: int,
                      generator: torch.Generator | None = None,
