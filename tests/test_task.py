@@ -126,3 +126,17 @@ def test_graph_helpers():
     g = Graph(((0, 1), (1, 2), (0, 3), (3, 4)), 0, 4)
     assert g.children(0) == [1, 3] and g.parents(4) == [3]
     assert g.arms() == [[1, 2], [3, 4]] and g.goal_arm() == 1
+
+
+def test_graph_batch_slices_indexes_and_moves():
+    import torch
+
+    from ntp_probe.task import GraphBatch
+
+    b = generate(2, 3, 10, 6, seed=2)
+    sub = b[1:4]
+    assert isinstance(sub, GraphBatch) and len(sub) == 3 and list(sub.graphs()) == list(b.graphs())[1:4]
+    picked = b[torch.tensor([5, 0])]
+    assert picked.path.tolist() == [b.path[5].tolist(), b.path[0].tolist()]
+    moved = b.to("cpu")
+    assert all(torch.equal(getattr(moved, k), getattr(b, k)) for k in ("edges", "start", "goal", "path"))
