@@ -177,7 +177,7 @@ def story(s) -> Text:
     t = Text()
     dp = s.decision_position
     dstep = s.steps[dp]
-    forward = s.answer_order == "forward"
+    forward = s.objective.decision_step  # a forward answer: the arm is chosen at the decision step
     shown, top, ok = decision_note(s)
     forced_wrong = dp in s.forced and dstep.correct is not None and dstep.token != dstep.correct
     if forced_wrong and forward:
