@@ -43,15 +43,15 @@ class FillIn(Stepper):
         self.V = model.config.vocab_size
 
     def next(self):
-        first_forced = self.forced.any(1)
-        if first_forced.all():
+        hand_forced = self.forced.any(1)
+        if hand_forced.all():
             lg = self.x.new_zeros(*self.known.shape, self.V, dtype=torch.float32)
             pos = self.known.new_zeros(self.known.shape[0], dtype=torch.long)
         else:
             lg = self.model(self.x).logits[:, self.Q :].float()  # [B, L, V]
             conf = lg.softmax(-1).amax(-1).masked_fill(self.known, -1.0)
             pos = conf.argmax(1)
-        pos = torch.where(first_forced, self.forced.float().argmax(1), pos)
+        pos = torch.where(hand_forced, self.forced.float().argmax(1), pos)
         return pos, lg[self.rows, pos]
 
     def feed(self, positions, tokens, parents):
