@@ -14,7 +14,8 @@ def tiny_config(tmp: Path, objective: str = "next-token", steps: int = 30, **kw)
     from ntp_probe.train import TrainConfig
 
     base = dict(degree=2, path_len=3, nodes=10, objective=objective, layers=1, d_model=32, heads=2,
-                steps=steps, batch_size=32, lr=3e-3, warmup=5, eval_every=10, eval_count=64, seed=0, device="cpu")
+                steps=steps, batch_size=32, lr=3e-3, warmup=5, eval_every=10, eval_count=64, seed=0, device="cpu",
+                amp="fp32")  # the same tiny models (and snapshot) on every CPU, native bf16 or not
     base.update(kw)
     return TrainConfig(**base)
 

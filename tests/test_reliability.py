@@ -313,7 +313,8 @@ def test_resume_trims_a_torn_and_repeated_metrics_log(tmp_path):
 # Killed training (subprocesses)
 
 STEPS = 60
-CLI_ARGS = [str(a) for a in TINY] + ["--steps", str(STEPS), "--dropout", "0.1", "--threads", "1"]
+# bf16 autocast (the CPU default where bf16 is native): resume must be exact in it too
+CLI_ARGS = [str(a) for a in TINY] + ["--steps", str(STEPS), "--dropout", "0.1", "--threads", "1", "--amp", "bf16"]
 
 
 def _train_and_die(out: str, kill_at: str, resume: bool) -> None:
@@ -366,7 +367,7 @@ def run_killed(out, kill_at, resume):
 def reference(tmp_path_factory):
     """The uninterrupted run, in-process (same seed, one thread)."""
     out = tmp_path_factory.mktemp("reference")
-    train(tiny_config(out, steps=STEPS, dropout=0.1), out)
+    train(tiny_config(out, steps=STEPS, dropout=0.1, amp="bf16"), out)
     return out
 
 

@@ -174,3 +174,20 @@ def test_init_from_warm_starts_a_larger_graph(tmp_path, trained):
                                  "--layers", "1", "--d-model", "32", "--heads", "2", "--steps", "1",
                                  "--init-from", str(small.path)])
     assert r.exit_code == 2 and "vocabularies must match" in r.stderr
+
+
+def test_amp_auto_resolves_per_device(monkeypatch):
+    import torch
+
+    from ntp_probe import train as tr
+    from ntp_probe.errors import UsageError
+
+    assert isinstance(tr.cpu_has_native_bf16.__wrapped__(), bool)  # reads /proc/cpuinfo (False where absent)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda: True)
+    assert tr.resolve_amp(cpu, "auto") == "bf16" and tr.resolve_amp(cpu, "fp32") == "fp32"
+    monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda: False)
+    assert tr.resolve_amp(cpu, "auto") == "fp32" and tr.resolve_amp(cpu, "bf16") == "bf16"
+    assert tr.resolve_amp(torch.device("cuda"), "auto") == "bf16"
+    with pytest.raises(UsageError, match="--amp"):
+        tr.resolve_amp(cpu, "fp16")
