@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from . import checkpoint as ckpt
+from .atomic import atomic_write, atomic_write_text
 from .evaluate import evaluate
 from .metrics import clever_hans
 from .task import read_lines
@@ -32,8 +33,8 @@ def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: i
     ckpt.save(dest / ckpt.MODEL_FILE, lm.model, meta)
     src_metrics = lm.path.parent / METRICS_FILE
     if src_metrics.is_file():
-        shutil.copyfile(src_metrics, dest / METRICS_FILE)
-    ckpt.atomic_write_text(dest / "README.md", card_markdown(name, lm, ev, ch, note))
+        atomic_write(dest / METRICS_FILE, lambda name: shutil.copyfile(src_metrics, name))
+    atomic_write_text(dest / "README.md", card_markdown(name, lm, ev, ch, note))
     return dest
 
 

@@ -1,15 +1,13 @@
 """Model files: ``model.safetensors`` with the config, task and objective in its metadata header.
 
 No pickles anywhere: weights, optimizer state and RNG state are all safetensors. Every write is
-atomic (temp file in the same directory, fsync, rename).
+atomic (``atomic.py``: temp file in the same directory, fsync, rename).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_file, save_model
 
+from .atomic import atomic_write, atomic_write_text  # noqa: F401 - re-exported for older imports
 from .errors import ModelFileError, NtpProbeError
 from .model import GPT, GPTConfig
 from .archs import ARCHS
@@ -75,36 +74,6 @@ class LoadedModel:
     @property
     def display_name(self) -> str:
         return self.name or (str(self.path) if self.path else "model")
-
-
-# ------------------------------------------------------------------------------------------------
-# Atomic writes
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)``, fsync, then rename onto ``path``; the old file survives any failure."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(text)
-
-    atomic_write(path, write)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -12,13 +12,51 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+import typer.core
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from . import __version__, objectives
 from .archs import ARCHS
 from .errors import NtpProbeError, UsageError
 
+
+# Typer ≥ 0.24 carries its own copy of click: catch the exceptions of whichever click it runs on
+_click = getattr(typer.core, "_click", None) or __import__("click")
+ClickException = _click.exceptions.ClickException
+NoArgsIsHelpError = getattr(_click.exceptions, "NoArgsIsHelpError", ())
+Abort = getattr(typer.core, "Abort", None) or _click.exceptions.Abort
+
+
+class OneLineErrors(TyperGroup):
+    """Click's own usage errors (a bad value, an unknown option, a missing argument) as the project's one line
+    on stderr with exit code 2, like every other bad input, instead of Typer's boxed panel."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as e:  # bare 'ntp-probe' or 'ntp-probe train': the help
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(e)
+            sys.exit(e.exit_code)
+        except ClickException as e:
+            msg = " ".join(e.format_message().split())
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            err.print(f"[bold red]error:[/] {escape(msg)}{escape(hint)}", highlight=False)
+            sys.exit(2)
+        except Abort:
+            err.print("Aborted!", highlight=False)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="ntp-probe",
     help="See why next-token prediction with teacher forcing fails to learn planning (path-star graphs).",
     no_args_is_help=True,
@@ -70,7 +108,9 @@ def main_callback(
 
 
 def set_threads(threads: int | None) -> None:
-    if threads:
+    from .limits import check_threads
+
+    if check_threads(threads):
         import torch
 
         torch.set_num_threads(threads)
@@ -113,17 +153,24 @@ def generate(
     out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here (atomically) instead of stdout.")] = None,
     question_only: Annotated[bool, typer.Option("--no-answer", help="Leave out the '=s,…,g' answers.")] = False,
 ) -> None:
-    """Generate path-star graphs G(d, l) in the original line format [dim]u,v|…/s,g=s,…,g[/]."""
-    from .checkpoint import atomic_write_text
-    from .task import format_lines, generate as gen
+    """Generate path-star graphs G(d, l) in the original line format [dim]u,v|…/s,g=s,…,g[/].
 
-    lines = format_lines(gen(degree, path_len, nodes, count, seed=seed), with_answer=not question_only)
-    text = "\n".join(lines) + "\n"
+    A seed names one endless stream of graphs: [bold]--count 3[/] is the first 3 lines of [bold]--count 100000[/].
+    Written in chunks, so any count runs in bounded memory."""
+    from .atomic import atomic_write_chunks
+    from .limits import check_seed, check_task_size
+    from .task import check_topology, generate_text
+
+    check_topology(degree, path_len, nodes)
+    check_task_size(degree, path_len, nodes)
+    check_seed(seed)
+    chunks = generate_text(degree, path_len, nodes, count, seed, with_answer=not question_only)
     if out_file is None:
-        sys.stdout.write(text)
+        for chunk in chunks:
+            sys.stdout.write(chunk)
     else:
         try:
-            atomic_write_text(out_file, text)
+            atomic_write_chunks(out_file, chunks)
         except OSError as e:
             raise UsageError(f"--out {out_file}: cannot write ({e.strerror or e})") from None
         err.print(f"wrote {count:,} graphs to {out_file}")
@@ -200,12 +247,20 @@ def train(
 
 
 def load_graphs_arg(lm, data: Path | None, count: int, seed: int):
+    from .limits import check_count
     from .task import generate as gen, read_lines
 
     if data is not None:
         return read_lines(data, lm.task.nodes)
     t = lm.task
+    check_count(count, t.nodes)
     return gen(t.degree, t.path_len, t.nodes, count, seed=seed)
+
+
+def check_seed(seed: int) -> None:
+    from .limits import check_seed as check
+
+    check(seed)
 
 
 @app.command("eval")
@@ -231,9 +286,10 @@ def eval_cmd(
     from .train import pick_device
 
     set_threads(threads)
+    check_seed(seed)
+    strategy = make_strategy(decode, temperature, sample_top_k, beam, tries, seed)
     lm = load(model, pick_device(device))
     graphs = load_graphs_arg(lm, data, count, seed)
-    strategy = make_strategy(decode, temperature, sample_top_k, beam, tries, seed)
     res = evaluate(lm, graphs, batch_size=batch_size, strategy=strategy)
     res = {"model": lm.display_name, "data": str(data) if data else f"fresh:seed={seed}", **res}
     if as_json:
@@ -347,6 +403,7 @@ def probe(
     from .task import read_lines
 
     set_threads(threads)
+    check_seed(seed)
     if load_from is not None:
         if graph is not None or graphs is not None:
             raise UsageError("--load restores the graph; leave out --graph/--graphs")
@@ -358,12 +415,12 @@ def probe(
             raise UsageError("give exactly one of --graph TEXT or --graphs FILE")
         if save is not None and graphs is not None:
             raise UsageError("--save saves one session: use it with --graph")
-        lm = load(model)
         strategy = make_strategy(decode, temperature, sample_top_k, beam, tries, seed)
+        lm = load(model)
         items = [parse_for_model(graph, lm)] if graph is not None else read_lines(graphs, lm.task.nodes)
         sessions = (ProbeSession(lm, g, strategy=strategy) for g in items)
     for session in sessions:
-        if force:
+        if force is not None:  # --force '' is an error (an empty list), not silently nothing
             session.set_forced_prefix(parse_force(force, session.lm, session.graph))
         if save is not None:
             session.save(save)
@@ -390,6 +447,7 @@ def clever_hans_cmd(
     from .metrics import clever_hans
 
     set_threads(threads)
+    check_seed(seed)
     lm = load(model)
     res = clever_hans(lm, load_graphs_arg(lm, data, count, seed), seed=seed)
     res["data"] = str(data) if data else f"fresh:seed={seed}"
@@ -420,6 +478,12 @@ def inference_fixes_cmd(
     from .evaluate import inference_fixes
 
     set_threads(threads)
+    check_seed(seed)
+    from .limits import check_int, check_strategy, MAX_TRIES
+
+    if tries is not None:
+        check_int("--tries", tries, 1, MAX_TRIES)  # 0 is not "the default"
+    check_strategy(temperature, 0, beam, tries or 1)
     rows = []
     for spec in models or ["g2-5-next-token", "g2-5-reverse"]:
         lm = load(spec)
@@ -475,6 +539,7 @@ def reproduce(
     from .train import TrainConfig, run_command_line
 
     set_threads(threads)
+    check_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     if models:
         lms = [load(m.strip()) for m in models.split(",") if m.strip()]

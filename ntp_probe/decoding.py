@@ -110,10 +110,10 @@ class Strategy:
 
         if self.kind not in STRATEGIES:
             raise UsageError(f"--decode {self.kind}: choose one of {', '.join(STRATEGIES)}")
-        if self.temperature <= 0:
-            raise UsageError("--temperature must be > 0")
-        if self.beam < 1 or self.tries < 1 or self.top_k < 0:
-            raise UsageError("--beam and --tries must be ≥ 1, --sample-top-k ≥ 0")
+        from .limits import check_int, check_strategy
+
+        check_strategy(self.temperature, self.top_k, self.beam, self.tries)  # finite, in range: NaN or 1e-45 would
+        check_int("--seed", self.seed, 0, 2**62)  # turn the softmax into NaNs, a beam of 10**30 into an allocation error
 
     def to_json(self) -> dict:
         d = {"kind": self.kind}

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import LoadedModel, atomic_write
+from .atomic import atomic_write
+from .checkpoint import LoadedModel
 from .errors import ModelFileError, UsageError
 
 FORMATS = ("transformer-lens",)

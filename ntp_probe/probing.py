@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import LoadedModel, atomic_write_text, load
+from .atomic import atomic_write_text
+from .limits import MAX_SESSION_BYTES, read_small_text
+from .checkpoint import LoadedModel, load
 from .checkpoint import resolve as resolve_model
 from .decoding import Strategy, decode_with, greedy
 from .errors import GraphError, NtpProbeError
@@ -436,10 +438,10 @@ def load_session(path: str | Path, lm: LoadedModel | None = None,
     """Load a saved session. Its model is ``lm`` if given, else the one of ``candidates`` (already loaded models)
     that the file names, else loaded by the file's name/path. Stale files are clear errors."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise NtpProbeError(f"{p}: no such session file") from None
+    if not p.exists():
+        raise NtpProbeError(f"{p}: no such session file")
+    try:  # a regular file of at most MAX_SESSION_BYTES: /dev/zero or a FIFO is refused, not read forever
+        data = json.loads(read_small_text(p, "probe session", MAX_SESSION_BYTES))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise NtpProbeError(f"{p}: not a session file ({e.__class__.__name__})") from None
     if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:

@@ -3,12 +3,12 @@ same graphs, and write ``report.md`` with a table and learning-curve plots (PNG)
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import replace
 from pathlib import Path
 
 from . import checkpoint as ckpt
+from .atomic import atomic_write, atomic_write_text
 from .checkpoint import LoadedModel
 from .errors import NtpProbeError
 from .evaluate import evaluate
@@ -95,10 +95,10 @@ def plot_curves(curves: dict[str, list[dict]], out: Path, title: str) -> list[Pa
         while out / f"curve-{slug}.png" in files:
             slug += "-1"
         f = out / f"curve-{slug}.png"
-        tmp = f.with_name(f.name + ".tmp")
-        fig.savefig(tmp, format="png")
-        plt.close(fig)
-        os.replace(tmp, f)
+        try:
+            atomic_write(f, lambda name: fig.savefig(name, format="png"))
+        finally:
+            plt.close(fig)
         files.append(f)
     return files
 
@@ -170,5 +170,5 @@ def write_report(rows: list[dict], curves: dict[str, list[dict]], out: Path, tit
             lines.append(f"all   {sparkline([r['accuracy'] for r in recs])}")
             lines += ["```", ""]
     path = out / report_name
-    ckpt.atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path

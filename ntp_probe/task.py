@@ -306,24 +306,37 @@ def parse(text: str, nodes: int | None = None) -> Graph:
 
 
 def read_lines(path: str | Path, nodes: int | None = None) -> list[Graph]:
-    """Read a data file, one graph a line (original format, answers optional)."""
+    """Read a data file, one graph a line (original format, answers optional).
+
+    Only a regular file is read (a FIFO or a device is refused: it may block or never end), of at most
+    ``limits.MAX_DATA_BYTES``, lines of at most ``MAX_LINE_CHARS`` and at most ``MAX_GRAPHS`` graphs."""
+    from .limits import MAX_DATA_BYTES, MAX_GRAPHS, MAX_LINE_CHARS, open_regular
+
     p = Path(path)
-    try:
-        raw = p.read_text()
-    except FileNotFoundError:
-        raise GraphError(f"{p}: no such file") from None
-    except UnicodeDecodeError:
-        raise GraphError(f"{p}: not a text file (not UTF-8); expected graphs, one a line") from None
-    except OSError as e:
-        raise GraphError(f"{p}: cannot read graphs ({e.strerror or e.__class__.__name__})") from None
     graphs = []
-    for i, line in enumerate(raw.split("\n")):  # not splitlines(): line numbers as editors count them
-        if not line.strip():
-            continue
-        try:
-            graphs.append(parse_line(line, nodes))
-        except GraphError as e:
-            raise GraphError(f"{p}:{i + 1}: {e}") from None
+    with open_regular(p, "graphs, one a line", MAX_DATA_BYTES) as f:
+        i = 0
+        while True:
+            try:
+                raw = f.readline(MAX_LINE_CHARS + 1)
+            except UnicodeDecodeError:
+                raise GraphError(f"{p}: not a text file (not UTF-8); expected graphs, one a line") from None
+            except OSError as e:
+                raise GraphError(f"{p}: cannot read graphs ({e.strerror or e.__class__.__name__})") from None
+            if not raw:
+                break
+            i += 1
+            if len(raw) > MAX_LINE_CHARS:
+                raise GraphError(f"{p}:{i}: line longer than {MAX_LINE_CHARS:,} characters; not a graph")
+            # lines as editors count them: only \n ends a line (a U+2028 inside a line is part of it)
+            if not raw.strip():
+                continue
+            try:
+                graphs.append(parse_line(raw, nodes))
+            except GraphError as e:
+                raise GraphError(f"{p}:{i}: {e}") from None
+            if len(graphs) > MAX_GRAPHS:
+                raise GraphError(f"{p}: more than {MAX_GRAPHS:,} graphs; split the file")
     if not graphs:
         raise GraphError(f"{p}: no graphs in file")
     return graphs
@@ -403,6 +416,47 @@ def generate(
     arm = arms[torch.arange(count, device=device), goal_arm]
     path = torch.cat([start[:, None], arm], dim=1)
     return GraphBatch(edges=edges, start=start, goal=arm[:, -1], path=path)
+
+
+STREAM_CELLS = 2**22  # random numbers drawn per chunk of a stream (count × N): a few tens of MB at any size
+
+
+def stream_chunk_size(nodes: int) -> int:
+    """Graphs per chunk of ``generate_stream``: at most 4,096, fewer when N is large (bounded memory)."""
+    return max(1, min(4096, STREAM_CELLS // max(1, nodes)))
+
+
+def _chunk_seed(seed: int, k: int) -> int:
+    import hashlib
+
+    digest = hashlib.blake2b(f"ntp-probe/generate:{seed}:{k}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1  # a 63-bit torch seed
+
+
+def generate_stream(degree: int, path_len: int, nodes: int, seed: int = 0) -> Iterator[GraphBatch]:
+    """An endless seeded stream of G(degree, path_len) graphs, in chunks of ``stream_chunk_size(nodes)``.
+
+    Chunk k is drawn from its own generator, seeded by (seed, k): the first n graphs are the same whatever
+    count is asked for, so a seed names one infinite sequence (``ntp-probe generate``). ``generate`` (one
+    batch, one generator) stays as it is: training batches and ``eval --count`` graphs do not change."""
+    check_topology(degree, path_len, nodes)
+    size = stream_chunk_size(nodes)
+    k = 0
+    while True:
+        yield generate(degree, path_len, nodes, size, seed=_chunk_seed(seed, k))
+        k += 1
+
+
+def generate_text(degree: int, path_len: int, nodes: int, count: int, seed: int = 0,
+                  with_answer: bool = True) -> Iterator[str]:
+    """The first ``count`` graphs of ``generate_stream`` as text in the line format, a chunk at a time."""
+    left = count
+    for batch in generate_stream(degree, path_len, nodes, seed):
+        if left <= 0:
+            return
+        lines = format_lines(batch, with_answer=with_answer)[:left]
+        left -= len(lines)
+        yield "\n".join(lines) + "\n"
 
 
 def format_lines(batch: GraphBatch, with_answer: bool = True) -> list[str]:

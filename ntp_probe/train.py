@@ -25,15 +25,16 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
-from . import objectives
+from . import limits, objectives
+from .atomic import atomic_write_text, remove_stale_temps
 from .checkpoint import ARCHS, LoadedModel, TaskSpec
-from .errors import ModelFileError, NtpProbeError, UsageError, WriteError
+from .errors import NtpProbeError, UsageError, WriteError
 from .evaluate import evaluate
+from .limits import check_task_size
 from .model import GPTConfig
-from .runs import METRICS_FILE, RunLock, check_free
+from .runs import LOCK_FILE, METRICS_FILE, PID_FILE, PROGRESS_FILE, RunLock
 from .task import GraphBatch, check_topology, generate, read_lines
 from .tokenizer import Tokenizer
-
 
 
 @dataclass
@@ -70,6 +71,7 @@ class TrainConfig:
 
 
 Callback = Callable[[dict], None]
+Objective = objectives.Objective
 
 
 def make_objective(cfg: TrainConfig) -> objectives.Objective:
@@ -181,13 +183,13 @@ def threading_main() -> bool:
 class DataStream:
     """Batch of step k for a rank: fresh graphs, or a seeded sample of a training file."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device, rank: int = 0):
+    def __init__(self, cfg: TrainConfig, device: torch.device, rank: int = 0, graphs: list | None = None):
         self.cfg, self.device, self.rank = cfg, device, rank
         self.tok = Tokenizer(cfg.nodes)
         self.objective = make_objective(cfg)
         self.pool: GraphBatch | None = None
         if cfg.train_file:
-            graphs = read_lines(cfg.train_file, cfg.nodes)
+            graphs = graphs if graphs is not None else read_lines(cfg.train_file, cfg.nodes)
             self.pool = GraphBatch.from_graphs(graphs).to(device)
 
     def generator(self, step: int) -> torch.Generator:
@@ -206,34 +208,211 @@ class DataStream:
         return self.objective.train_batch(q, self.objective.answer(b.path), self.tok.dollar, gen)
 
 
-def _prepare_out(out: Path, resume: bool, force: bool) -> None:
+# ------------------------------------------------------------------------------------------------
+# Setup: everything before the first step. Options are checked before the disk is touched; the run
+# directory's lock is taken before anything in it is read, cleaned or deleted.
+
+
+def validate(cfg: TrainConfig) -> Objective:
+    """Check every option (pure: no disk, no allocation) and return the objective; else one UsageError."""
+    L = limits
+    check_topology(cfg.degree, cfg.path_len, cfg.nodes)
+    check_task_size(cfg.degree, cfg.path_len, cfg.nodes)
+    L.check_int("--steps", cfg.steps, 1, L.MAX_STEPS)
+    L.check_int("--batch-size", cfg.batch_size, 1, L.MAX_BATCH)
+    L.check_int("--eval-every", cfg.eval_every, 1, L.MAX_STEPS)
+    L.check_count(cfg.eval_count, cfg.nodes, "--eval-count")
+    L.check_int("--warmup", cfg.warmup, 0, L.MAX_STEPS)
+    L.check_int("--layers", cfg.layers, 1, L.MAX_LAYERS)
+    L.check_int("--d-model", cfg.d_model, 8, L.MAX_D_MODEL)
+    L.check_int("--heads", cfg.heads, 1, L.MAX_HEADS)
+    L.check_int("--d-state", cfg.d_state, 1, L.MAX_D_STATE)
+    L.check_int("--expand", cfg.expand, 1, L.MAX_EXPAND)
+    L.check_int("--future", cfg.future, 1, L.MAX_FUTURE)
+    L.check_seed(cfg.seed)
+    L.check_float("--lr", cfg.lr, 0, 10, lo_open=True)
+    L.check_float("--min-lr", cfg.min_lr, 0, 10)
+    L.check_float("--weight-decay", cfg.weight_decay, 0, 10)
+    L.check_float("--dropout", cfg.dropout, 0, 1, hi_open=True)
+    L.check_float("--mix", cfg.mix, 0, 1)
+    L.check_float("grad_clip", cfg.grad_clip, 0, 1e6)
+    if cfg.target_accuracy is not None:
+        L.check_float("--target-accuracy", cfg.target_accuracy, 0, 1)
+    if cfg.d_model % cfg.heads:
+        raise UsageError(f"--d-model {cfg.d_model} must be divisible by --heads {cfg.heads}")
+    if cfg.arch not in ARCHS:
+        raise UsageError(f"--arch {cfg.arch}: choose {' or '.join(ARCHS)}")
+    if cfg.amp not in ("auto", "fp32", "bf16"):
+        raise UsageError(f"--amp {cfg.amp}: choose auto, fp32 or bf16")
+    objective = make_objective(cfg)
+    if not objective.causal and cfg.arch != "gpt":
+        raise UsageError(f"--objective {cfg.objective} needs bidirectional attention: use --arch gpt")
+    with torch.device("meta"):  # count the parameters without allocating them
+        params = sum(p.numel() for p in ckpt.build_model(model_config(cfg, objective)).parameters())
+    if params > limits.MAX_PARAMS:
+        raise UsageError(f"the model would have {params:,} parameters; at most {limits.MAX_PARAMS:,} (fewer --layers, "
+                         "a smaller --d-model or --expand)")
+    return objective
+
+
+def model_config(cfg: TrainConfig, objective: Objective) -> GPTConfig:
+    task = TaskSpec(cfg.degree, cfg.path_len, cfg.nodes)
+    return GPTConfig(
+        vocab_size=Tokenizer(cfg.nodes).vocab_size,
+        block_size=task.seq_len + objective.extra_context,
+        n_layer=cfg.layers,
+        n_head=cfg.heads,
+        n_embd=cfg.d_model,
+        dropout=cfg.dropout,
+        n_future=objective.heads,
+        arch=cfg.arch,
+        d_state=cfg.d_state,
+        expand=cfg.expand,
+        causal=objective.causal,
+    )
+
+
+@dataclass
+class Distributed:
+    """This process's place under ``torchrun`` (world 1 without it)."""
+
+    world: int
+    rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @staticmethod
+    def start(device_name: str) -> Distributed:
+        world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+        device = pick_device(device_name)
+        if world > 1:
+            import torch.distributed as dist
+
+            if device.type == "cuda":
+                device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return Distributed(world, rank, device)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if it is true on one (a Ctrl-C on any rank stops them all)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        torch.distributed.all_reduce(t)
+        return bool(t.item())
+
+    def from_main(self, flag: bool) -> bool:
+        if self.world == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        torch.distributed.broadcast(t, 0)
+        return bool(t.item())
+
+
+RUN_FILES = (ckpt.STATE_FILE, ckpt.MODEL_FILE, METRICS_FILE)
+
+
+def _make_out(out: Path, resume: bool) -> None:
+    """The checks that need no lock, then ``mkdir`` (the lock file lives inside). Rank 0 only."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    if resume and not (out / ckpt.STATE_FILE).is_file():
+        raise UsageError(f"--resume: {out} has no {ckpt.STATE_FILE} to resume from (start over with --force)")
     try:
-        _prepare_out_unchecked(out, resume, force)
-    except OSError as e:  # e.g. an unreadable directory, or a path through a file
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. a path through a file
         raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
 
 
-def _prepare_out_unchecked(out: Path, resume: bool, force: bool) -> None:
-    state = out / ckpt.STATE_FILE
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a directory")
-    if resume:
-        if not state.is_file():
-            raise UsageError(f"--resume: {out} has no {ckpt.STATE_FILE} to resume from (start over with --force)")
-        return
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise UsageError(f"--out {out}: directory exists and is not empty; use --resume to continue or --force to overwrite")
-        for name in (ckpt.STATE_FILE, ckpt.MODEL_FILE, METRICS_FILE):
-            with contextlib.suppress(FileNotFoundError):
-                (out / name).unlink()
+def _prepare_out(out: Path, resume: bool, force: bool) -> None:
+    """Under the run's lock: sweep dead temp files, then check the run (resume) or clear it (force). Rank 0 only."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out, (*RUN_FILES, PID_FILE, PROGRESS_FILE))  # left by a kill -9 mid-write
+        if resume:
+            if not (out / ckpt.STATE_FILE).is_file():
+                raise UsageError(f"--resume: {out} has no {ckpt.STATE_FILE} to resume from (start over with --force)")
+            return
+        if any(p.name not in (LOCK_FILE, PID_FILE) for p in out.iterdir()):
+            if not force:
+                raise UsageError(f"--out {out}: directory exists and is not empty; use --resume to continue or --force "
+                                 "to overwrite")
+            for name in RUN_FILES:
+                with contextlib.suppress(FileNotFoundError):
+                    (out / name).unlink()
         probe = out / ".write-test"
         probe.write_text("")
         probe.unlink()
-    except OSError as e:
+    except OSError as e:  # e.g. an unreadable directory
         raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+
+
+def _check_resumable(out: Path, cfg: TrainConfig) -> None:
+    saved = ckpt.read_state_meta(out / ckpt.STATE_FILE).get("train", {})
+    for key in ("degree", "path_len", "nodes", "objective", "future", "mix", "layers", "d_model", "heads", "arch", "seed",
+                "batch_size"):
+        if key in saved and saved[key] != getattr(cfg, key):
+            raise UsageError(f"--resume: {key}={getattr(cfg, key)!r} differs from the run's {saved[key]!r}")
+
+
+@dataclass
+class Run:
+    """Everything the loop needs, built by ``setup``."""
+
+    cfg: TrainConfig
+    out: Path
+    dist: Distributed
+    objective: Objective
+    task: TaskSpec
+    model: torch.nn.Module  # what the loop calls: DDP-wrapped under torchrun
+    raw_model: torch.nn.Module  # what is saved and evaluated
+    opt: torch.optim.Optimizer
+    data: DataStream
+    eval_set: GraphBatch
+    amp: contextlib.AbstractContextManager
+    precision: str  # what --amp resolved to: bf16 or fp32
+    command: str | None = None
+    start_step: int = 0
+    wall_before: float = 0.0
+    loss_sum: float = 0.0  # the running loss since the last evaluation (restored on resume)
+    loss_n: int = 0
+
+
+def setup(cfg: TrainConfig, out: Path, objective: Objective, dist: Distributed, resume: bool, command: str | None,
+          train_graphs: list | None = None, init: LoadedModel | None = None) -> Run:
+    """Model, optimizer, data and held-out set; on resume, the checkpoint's state. The run is already locked."""
+    device = dist.device
+    if resume:
+        _check_resumable(out, cfg)
+    torch.manual_seed(cfg.seed)
+    model = ckpt.build_model(model_config(cfg, objective)).to(device)
+    if init is not None:  # on resume the checkpoint already holds the warm-started weights
+        with torch.no_grad():
+            warm_start(model, init, cfg.nodes)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    run = Run(cfg, out, dist, objective, TaskSpec(cfg.degree, cfg.path_len, cfg.nodes), model, model, opt,
+              DataStream(cfg, device, dist.rank, graphs=train_graphs),
+              generate(cfg.degree, cfg.path_len, cfg.nodes, cfg.eval_count, seed=cfg.seed + 999_983, device=device),
+              autocast_ctx(device, cfg.amp), resolve_amp(device, cfg.amp), command)
+    if resume:
+        state = ckpt.load_state(out / ckpt.STATE_FILE, model, opt)
+        run.start_step, run.wall_before = int(state["step"]), float(state.get("wall_time_s", 0.0))
+        run.loss_sum, run.loss_n = float(state.get("loss_sum", 0.0)), int(state.get("loss_n", 0))
+        if dist.is_main:
+            _trim_metrics(out / METRICS_FILE, run.start_step)
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        run.model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return run
 
 
 def _trim_metrics(path: Path, upto_step: int) -> None:
@@ -251,7 +430,7 @@ def _trim_metrics(path: Path, upto_step: int) -> None:
             seen.add(step)
             keep.append(line)
     try:
-        ckpt.atomic_write_text(path, "".join(x + "\n" for x in keep))
+        atomic_write_text(path, "".join(x + "\n" for x in keep))
     except OSError as e:
         raise WriteError(f"{path}: cannot rewrite the metrics log ({e.strerror or e}); it is unchanged") from None
 
@@ -268,137 +447,63 @@ def _append_metric(path: Path, rec: dict) -> None:
                          "evaluation is intact, continue with --resume") from None
 
 
-def train(
-    cfg: TrainConfig,
-    out: str | Path,
-    resume: bool = False,
-    force: bool = False,
-    callback: Callback | None = None,
-    command: str | None = None,
-) -> dict:
-    """Train and return a summary. Writes ``model.safetensors``, ``train_state.safetensors``, ``metrics.jsonl``."""
-    out = Path(out)
-    check_topology(cfg.degree, cfg.path_len, cfg.nodes)
-    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.eval_every < 1:
-        raise UsageError("--steps, --batch-size and --eval-every must be ≥ 1")
-    if cfg.d_model % cfg.heads:
-        raise UsageError(f"--d-model {cfg.d_model} must be divisible by --heads {cfg.heads}")
-    if cfg.arch not in ARCHS:
-        raise UsageError(f"--arch {cfg.arch}: choose {' or '.join(ARCHS)}")
-    objective = make_objective(cfg)
-    if not objective.causal and cfg.arch != "gpt":
-        raise UsageError(f"--objective {cfg.objective} needs bidirectional attention: use --arch gpt")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    device = pick_device(cfg.device)
-    if world > 1:
-        import torch.distributed as dist
+def save_checkpoint(run: Run, step: int, wall_s: float, metrics: dict, loss_sum: float, loss_n: int) -> None:
+    """``train_state`` (for --resume) then ``model.safetensors``; each write atomic. Rank 0 only."""
+    cfg, out = run.cfg, run.out
+    device = run.dist.device
+    summary = {
+        "steps": step,
+        "target_steps": cfg.steps,
+        "wall_time_s": round(wall_s, 2),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": run.precision,
+        "world_size": run.dist.world,
+        "tokens_seen": step * cfg.batch_size * run.dist.world * run.task.seq_len,
+        "command": run.command,
+    }
+    train_meta = asdict(cfg)
+    meta = ckpt.make_meta(run.raw_model, run.task, run.objective, training={**summary, "config": train_meta}, metrics=metrics)
+    try:  # each write is atomic: on failure the file keeps its previous checkpoint
+        ckpt.save_state(out / ckpt.STATE_FILE, run.raw_model, run.opt, {"step": step, "wall_time_s": wall_s,
+                                                                        "train": train_meta, "loss_sum": loss_sum,
+                                                                        "loss_n": loss_n})
+        ckpt.save(out / ckpt.MODEL_FILE, run.raw_model, meta)
+    except OSError as e:
+        raise WriteError(f"{out}: cannot save the checkpoint of step {step} ({e.strerror or e}); the previous "
+                         "checkpoint is intact, continue with --resume") from None
 
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    is_main = rank == 0
-    if is_main:
-        check_free(out)
-        _prepare_out(out, resume, force)
-    if world > 1:
-        torch.distributed.barrier()
-    emit = callback if (callback and is_main) else (lambda e: None)
 
-    task = TaskSpec(cfg.degree, cfg.path_len, cfg.nodes)
-    tok = Tokenizer(cfg.nodes)
-    mcfg = GPTConfig(
-        vocab_size=tok.vocab_size,
-        block_size=task.seq_len + objective.extra_context,
-        n_layer=cfg.layers,
-        n_head=cfg.heads,
-        n_embd=cfg.d_model,
-        dropout=cfg.dropout,
-        n_future=objective.heads,
-        arch=cfg.arch,
-        d_state=cfg.d_state,
-        expand=cfg.expand,
-        causal=objective.causal,
-    )
-    if resume:
-        saved_cfg = ckpt.read_state_meta(out / ckpt.STATE_FILE).get("train", {})
-        for key in ("degree", "path_len", "nodes", "objective", "future", "mix", "layers", "d_model", "heads", "arch", "seed",
-                    "batch_size"):
-            if key in saved_cfg and saved_cfg[key] != getattr(cfg, key):
-                raise UsageError(f"--resume: {key}={getattr(cfg, key)!r} differs from the run's {saved_cfg[key]!r}")
-    torch.manual_seed(cfg.seed)
-    model = ckpt.build_model(mcfg).to(device)
-    if cfg.init_from and not resume:  # on resume the checkpoint already holds the warm-started weights
-        with torch.no_grad():
-            warm_start(model, ckpt.load(cfg.init_from, device=device), cfg.nodes)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start_step, wall_before = 0, 0.0
-    if resume:
-        state_meta = ckpt.load_state(out / ckpt.STATE_FILE, model, opt)
-        start_step = int(state_meta["step"])
-        wall_before = float(state_meta.get("wall_time_s", 0.0))
-        if is_main:
-            _trim_metrics(out / METRICS_FILE, start_step)
-    raw_model = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
+def held_out(run: Run) -> dict:
+    """Greedy and teacher-forced accuracy on the run's fixed held-out graphs."""
+    run.raw_model.eval()
+    with run.amp:
+        m = evaluate(LoadedModel(run.raw_model, run.task, run.objective, {}), run.eval_set)
+    run.raw_model.train()
+    return {k: m[k] for k in ("accuracy", "per_position", "forced_accuracy", "forced_per_position", "forced_after_decision",
+                              "decision_accuracy")}
 
-        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    data = DataStream(cfg, device, rank)
-    eval_set = generate(cfg.degree, cfg.path_len, cfg.nodes, cfg.eval_count, seed=cfg.seed + 999_983, device=device)
-    lm = LoadedModel(raw_model, task, objective, {})
-    seq_tokens = task.seq_len
-    amp = autocast_ctx(device, cfg.amp)
-    precision = resolve_amp(device, cfg.amp)
-    emit({"event": "start", "step": start_step, "steps": cfg.steps, "device": str(device), "params": raw_model.num_params(),
-          "precision": precision})
+# ------------------------------------------------------------------------------------------------
+# The loop
 
+
+def loop(run: Run, lock: RunLock, emit: Callback) -> dict:
+    cfg, model, opt, objective, dist = run.cfg, run.model, run.opt, run.objective, run.dist
+    step, loss_sum, loss_n = run.start_step, run.loss_sum, run.loss_n
+    emit({"event": "start", "step": step, "steps": cfg.steps, "device": str(dist.device), "params": run.raw_model.num_params(),
+          "precision": run.precision})
     t_start = time.perf_counter()
-    loss_sum, loss_n, step = 0.0, 0, start_step
-    if resume:  # the running loss since the last evaluation, so the next metric line is unchanged
-        loss_sum, loss_n = float(state_meta.get("loss_sum", 0.0)), int(state_meta.get("loss_n", 0))
-    last_metrics: dict = {}
+    wall = lambda: run.wall_before + time.perf_counter() - t_start  # noqa: E731
+    metrics: dict = {}
     interrupted = stopped_early = False
-
-    def wall() -> float:
-        return wall_before + time.perf_counter() - t_start
-
-    def save(step_done: int) -> None:
-        if not is_main:
-            return
-        summary = {
-            "steps": step_done,
-            "target_steps": cfg.steps,
-            "wall_time_s": round(wall(), 2),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "precision": precision,
-            "world_size": world,
-            "tokens_seen": step_done * cfg.batch_size * world * seq_tokens,
-            "command": command,
-        }
-        train_meta = asdict(cfg)
-        meta = ckpt.make_meta(raw_model, task, objective, training={**summary, "config": train_meta}, metrics=last_metrics)
-        try:  # each write is atomic: on failure the file keeps its previous checkpoint
-            ckpt.save_state(out / ckpt.STATE_FILE, raw_model, opt, {"step": step_done, "wall_time_s": wall(),
-                                                                     "train": train_meta, "loss_sum": loss_sum, "loss_n": loss_n})
-            ckpt.save(out / ckpt.MODEL_FILE, raw_model, meta)
-        except OSError as e:
-            raise WriteError(f"{out}: cannot save the checkpoint of step {step_done} ({e.strerror or e}); the previous "
-                             "checkpoint is intact, continue with --resume") from None
-        emit({"event": "save", "step": step_done})
-
-    about = {k: getattr(cfg, k) for k in ("objective", "degree", "path_len", "nodes", "arch", "steps")}
-    with RunLock(out, is_main, about) as lock, _StopFlag() as stop:
+    with _StopFlag() as stop:
         model.train()
         while step < cfg.steps:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            torch.manual_seed(cfg.seed * 1_000_003 + rank * 7_919 + step + 1)  # dropout noise of this step
-            x, y = data.batch(step)
-            with amp:
+            torch.manual_seed(cfg.seed * 1_000_003 + dist.rank * 7_919 + step + 1)  # dropout noise of this step
+            x, y = run.data.batch(step)
+            with run.amp:
                 logits = objective.train_logits(model, x)
             loss = objective.loss(logits, y)
             opt.zero_grad(set_to_none=True)
@@ -407,46 +512,59 @@ def train(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             step += 1
-            loss_sum += loss.item()
-            loss_n += 1
+            loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
             emit({"event": "step", "step": step, "loss": loss_sum / loss_n, "lr": opt.param_groups[0]["lr"]})
             lock.beat(step, wall(), loss_sum / loss_n)
-            halt = stop.set
-            if world > 1:
-                flag = torch.tensor([float(halt)], device=device)
-                torch.distributed.all_reduce(flag)
-                halt = bool(flag.item())
+            halt = dist.any(stop.set)
             at_eval = step % cfg.eval_every == 0 or step == cfg.steps
-            if at_eval and is_main:
-                raw_model.eval()
-                with amp:
-                    m = evaluate(lm, eval_set)
-                raw_model.train()
-                elapsed = wall()
-                last_metrics = {k: m[k] for k in ("accuracy", "per_position", "forced_accuracy", "forced_per_position",
-                                                  "forced_after_decision", "decision_accuracy")}
-                rec = {"step": step, "loss": loss_sum / loss_n, "lr": opt.param_groups[0]["lr"], **last_metrics,
-                       "eval_count": cfg.eval_count, "wall_time_s": round(elapsed, 3)}
-                _append_metric(out / METRICS_FILE, rec)
+            if at_eval and dist.is_main:
+                metrics = held_out(run)
+                rec = {"step": step, "loss": loss_sum / loss_n, "lr": opt.param_groups[0]["lr"], **metrics,
+                       "eval_count": cfg.eval_count, "wall_time_s": round(wall(), 3)}
+                _append_metric(run.out / METRICS_FILE, rec)
                 emit({"event": "eval", **rec})
                 loss_sum, loss_n = 0.0, 0
-                if cfg.target_accuracy is not None and m["accuracy"] >= cfg.target_accuracy:
-                    stopped_early = True
-            if world > 1 and cfg.target_accuracy is not None and at_eval:
-                flag = torch.tensor([float(stopped_early)], device=device)
-                torch.distributed.broadcast(flag, 0)
-                stopped_early = bool(flag.item())
-            if at_eval or halt or stopped_early:
-                save(step)
-            if halt:
-                interrupted = True
+                stopped_early = cfg.target_accuracy is not None and metrics["accuracy"] >= cfg.target_accuracy
+            if at_eval and cfg.target_accuracy is not None:
+                stopped_early = dist.from_main(stopped_early)
+            if (at_eval or halt or stopped_early) and dist.is_main:
+                save_checkpoint(run, step, wall(), metrics, loss_sum, loss_n)
+                emit({"event": "save", "step": step})
+            if halt or stopped_early:
+                interrupted = halt
                 break
-            if stopped_early:
-                break
-    if world > 1:
-        torch.distributed.barrier()
-    summary = {"step": step, "steps": cfg.steps, "interrupted": interrupted, "stopped_early": stopped_early,
-               "wall_time_s": wall(), "metrics": last_metrics, "out": str(out)}
+    return {"step": step, "steps": cfg.steps, "interrupted": interrupted, "stopped_early": stopped_early,
+            "wall_time_s": wall(), "metrics": metrics, "out": str(run.out)}
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    force: bool = False,
+    callback: Callback | None = None,
+    command: str | None = None,
+) -> dict:
+    """Train and return a summary. Writes ``model.safetensors``, ``train_state.safetensors``, ``metrics.jsonl``.
+
+    Order matters: every option and input file is checked first (nothing on disk changes if one is wrong);
+    then rank 0 creates the run directory and takes its lock before it reads, cleans or clears anything."""
+    out = Path(out)
+    objective = validate(cfg)
+    train_graphs = read_lines(cfg.train_file, cfg.nodes) if cfg.train_file else None
+    init = ckpt.load(cfg.init_from) if cfg.init_from and not resume else None
+    dist = Distributed.start(cfg.device)
+    about = {k: getattr(cfg, k) for k in ("objective", "degree", "path_len", "nodes", "arch", "steps")}
+    if dist.is_main:
+        _make_out(out, resume)
+    with RunLock(out, dist.is_main, about) as lock:  # taken before anything in the run is read or changed
+        if dist.is_main:
+            _prepare_out(out, resume, force)
+        dist.barrier()
+        run = setup(cfg, out, objective, dist, resume, command, train_graphs, init)
+        emit = callback if (callback and dist.is_main) else (lambda e: None)
+        summary = loop(run, lock, emit)
+    dist.barrier()
     emit({"event": "done", **summary})
     return summary
 

@@ -110,10 +110,13 @@ def test_watch_and_the_run_lock(tmp_path):
     r = runner.invoke(app, ["watch", str(tmp_path)])  # a directory of runs is expanded
     assert r.exit_code == 0 and "finished" in r.stdout and "pos 2" in r.stdout
 
-    # another live process holds the run: train refuses (nothing is touched), watch says who
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # another live process holds the run (its lock, as a training does): train refuses (nothing is touched), watch says who
+    hold = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1] + '/train.lock', os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); open(sys.argv[1] + '/train.pid', 'w').write(f'{os.getpid()}\\n'); "
+            "print('held', flush=True); time.sleep(60)")
+    other = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE, text=True)
     try:
-        (out / PID_FILE).write_text(f"{other.pid}\n")
+        assert other.stdout.readline().strip() == "held"
         before = (out / "model.safetensors").read_bytes()
         r = runner.invoke(app, ["train", "--out", str(out), "--force", "--steps", "5"])
         assert r.exit_code == 2 and f"process {other.pid} is training this run" in r.stderr
@@ -122,7 +125,7 @@ def test_watch_and_the_run_lock(tmp_path):
     finally:
         other.kill()
         other.wait()
-    assert status(out)["state"] == "finished"  # a stale pid file (its process is gone) is ignored
+    assert status(out)["state"] == "finished"  # a stale pid file (its process is gone, its lock released) is ignored
     r = runner.invoke(app, ["watch", str(tmp_path / "nope")])
     assert r.exit_code == 2 and "no such run directory" in r.stderr
 

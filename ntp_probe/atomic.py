@@ -1,0 +1,92 @@
+"""Atomic writes: a reader sees the old file or the new one, never half of either.
+
+The rule for what a path names when we write it:
+
+* absent, or a regular file: write a temp file in the same directory, fsync, rename it over the path;
+* a symbolic link: follow it, and replace the file it points to (the link stays a link);
+* a device or a FIFO (``/dev/null``, ``/dev/stdout``, a pipe): write straight through it: there is no
+  file to replace, and renaming over it would swap a system device for a regular file;
+* a directory: refused with ``IsADirectoryError`` (the CLI prints one line).
+
+Temp files are named ``.NAME.XXXX.tmp``; a process killed mid-write leaves one behind, and
+``remove_stale_temps`` (called by ``train`` under its run lock) sweeps them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+
+def _target(path: Path) -> tuple[Path, os.stat_result | None]:
+    """The path to write (links followed) and its stat, or None when it does not exist yet."""
+    real = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        return real, os.stat(real)
+    except FileNotFoundError:
+        return real, None
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+    """Call ``write(file_name)`` so that ``path`` ends up holding exactly what it wrote.
+
+    A regular (or new) file is written to a temp file and renamed over ``path``; the old file survives
+    any failure, even ``KeyboardInterrupt``. A device or FIFO is written through directly."""
+    real, st = _target(Path(path))
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        write(str(real))  # /dev/null, /dev/stdout, a FIFO: no file to replace
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, st.st_mode & 0o777 if st is not None else 0o644)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, real)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    def write(name: str) -> None:
+        with open(name, "w") as f:
+            f.write(text)
+
+    atomic_write(path, write)
+
+
+def atomic_write_chunks(path: str | Path, chunks: Iterable[str]) -> None:
+    """Write text produced piece by piece (bounded memory for any size), atomically as above."""
+
+    def write(name: str) -> None:
+        with open(name, "w") as f:
+            for chunk in chunks:
+                f.write(chunk)
+
+    atomic_write(path, write)
+
+
+def remove_stale_temps(directory: str | Path, names: Iterable[str]) -> list[Path]:
+    """Delete the temp files (``.NAME.*.tmp``) that killed writers of ``names`` left in ``directory``.
+
+    Only call this while holding the lock that keeps other writers of the directory out."""
+    removed = []
+    for name in names:
+        for p in Path(directory).glob(f".{name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_chunks", "remove_stale_temps"]
