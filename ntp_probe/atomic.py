@@ -4,8 +4,9 @@ The rule for what a path names when we write it:
 
 * absent, or a regular file: write a temp file in the same directory, fsync, rename it over the path;
 * a symbolic link: follow it, and replace the file it points to (the link stays a link);
-* a device or a FIFO (``/dev/null``, ``/dev/stdout``, a pipe): write straight through it: there is no
-  file to replace, and renaming over it would swap a system device for a regular file;
+* a device or a FIFO (``/dev/null``, a pipe), or any path under ``/dev`` or ``/proc`` (``/dev/stdout``):
+  write straight through it: there is no file to replace, and renaming over it would swap a system device
+  for a regular file;
 * a directory: refused with ``IsADirectoryError`` (the CLI prints one line).
 
 Temp files are named ``.NAME.XXXX.tmp``; a process killed mid-write leaves one behind, and
@@ -23,26 +24,22 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
-def _target(path: Path) -> tuple[Path, os.stat_result | None]:
-    """The path to write (links followed) and its stat, or None when it does not exist yet."""
-    real = Path(os.path.realpath(path)) if path.is_symlink() else path
-    try:
-        return real, os.stat(real)
-    except FileNotFoundError:
-        return real, None
-
-
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call ``write(file_name)`` so that ``path`` ends up holding exactly what it wrote.
 
     A regular (or new) file is written to a temp file and renamed over ``path``; the old file survives
     any failure, even ``KeyboardInterrupt``. A device or FIFO is written through directly."""
-    real, st = _target(Path(path))
+    path = Path(path)
+    try:
+        st = os.stat(path)  # follows links: /dev/stdout is whatever fd 1 is
+    except FileNotFoundError:
+        st = None
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        write(str(real))  # /dev/null, /dev/stdout, a FIFO: no file to replace
+    if (st is not None and not stat.S_ISREG(st.st_mode)) or _special(path):
+        write(str(path))  # /dev/null, /dev/stdout, a FIFO: no file to replace
         return
+    real = Path(os.path.realpath(path)) if path.is_symlink() else path  # replace the link's target, keep the link
     fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
     os.close(fd)
     try:
@@ -55,6 +52,11 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _special(path: Path) -> bool:
+    """/dev/stdout, /dev/fd/N, /proc/self/fd/N: names of open files, written through even when a regular file."""
+    return str(path.absolute()).startswith(("/dev/", "/proc/"))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

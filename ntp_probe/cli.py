@@ -88,6 +88,11 @@ def handle_errors(fn):
         except OSError as e:  # a file we could not read or write: say which, no traceback
             where = f": {e.filename}" if e.filename else ""
             raise fail(f"{e.strerror or e}{where}".replace("[", r"\[")) from None
+        except (MemoryError, RuntimeError) as e:  # the last guard: sizes within the limits that still do not fit
+            if not isinstance(e, MemoryError) and "alloc" not in str(e).lower() and "out of memory" not in str(e).lower():
+                raise
+            raise fail("out of memory: the sizes asked for do not fit this machine; use smaller ones "
+                       f"({str(e).strip().splitlines()[0][:160] if str(e).strip() else 'MemoryError'})".replace("[", r"\[")) from None
 
     return wrapper
 
@@ -603,6 +608,7 @@ def ship(
     from .cards import ship_model
 
     set_threads(threads)
+    check_seed(seed)
     path = ship_model(run, name, data, models_dir, seed, note)
     err.print(f"shipped {name} → {path}")
 

@@ -1,0 +1,376 @@
+"""Issue 15 (hardening): special files and links, lost runs, races, unbounded sizes, seeds, one-line usage errors.
+
+Every case is the bad file or command itself; each gives the project's one-line error with exit code 2,
+or works where that is what a user expects (``--out /dev/null``). Subprocess tests run the real CLI
+(two trainings racing for one run; the worst sizes under ``ulimit -v``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import tiny_config
+from ntp_probe import atomic
+from ntp_probe.cli import app
+from ntp_probe.train import train
+
+ROOT = Path(__file__).resolve().parent.parent
+G = "32,3|16,12|3,19|32,34|34,6|6,16|19,47|47,28/32,12"
+MODEL = "g2-5-next-token"
+TINY = ["--degree", "2", "--path-len", "3", "--nodes", "10", "--layers", "1", "--d-model", "32", "--heads", "2",
+        "--batch-size", "32", "--eval-every", "10", "--eval-count", "32", "--device", "cpu", "-q"]
+runner = CliRunner()
+
+
+def cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(r, fragment=None):
+    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.output, r.stderr
+    if fragment:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def env():
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "80"}
+
+
+def sh(args, timeout=120, **kw):
+    return subprocess.run([sys.executable, "-m", "ntp_probe", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env(), **kw)
+
+
+def fake_null(path: Path) -> Path:
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a second /dev/null (needs root)
+    except PermissionError:
+        pytest.skip("mknod needs root")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. Atomic writes vs special files and links
+
+
+def test_atomic_write_rules(tmp_path):
+    # a regular file: replaced whole; a link: its target replaced, the link kept; a directory: refused
+    target = tmp_path / "target.txt"
+    target.write_text("old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    atomic.atomic_write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "made.txt")
+    atomic.atomic_write_text(dangling, "x")
+    assert dangling.is_symlink() and (tmp_path / "made.txt").read_text() == "x"
+    with pytest.raises(IsADirectoryError):
+        atomic.atomic_write_text(tmp_path, "x")
+    # a device is written through, and stays a device
+    dev = fake_null(tmp_path / "fakenull")
+    atomic.atomic_write_text(dev, "into the void")
+    assert stat.S_ISCHR(dev.stat().st_mode)
+    # a FIFO is written through to its reader
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    atomic.atomic_write_text(fifo, "through the pipe")
+    reader.join(10)
+    assert got == ["through the pipe"] and stat.S_ISFIFO(fifo.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "fakenull", "fifo", "link.txt", "made.txt",
+                                                          "target.txt"]  # no temp file left
+
+
+def test_cli_writes_through_devices_and_links(tmp_path):
+    dev = fake_null(tmp_path / "fakenull")
+    assert cli("generate", "--count", 3, "--out", dev).exit_code == 0
+    assert stat.S_ISCHR(dev.stat().st_mode)  # was: replaced by a regular file
+    target = tmp_path / "graphs.txt"
+    target.write_text("old\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    assert cli("generate", "--count", 3, "--out", link).exit_code == 0
+    assert link.is_symlink() and len(target.read_text().splitlines()) == 3
+    one_line_error(cli("generate", "--count", 3, "--out", tmp_path), "is a directory")
+    # probe --save through a link and into a FIFO with a reader
+    slink = tmp_path / "session-link.json"
+    slink.symlink_to(tmp_path / "session.json")
+    assert cli("probe", MODEL, "--graph", G, "--save", slink).exit_code == 0
+    assert slink.is_symlink() and json.loads((tmp_path / "session.json").read_text())["format"]
+    fifo = tmp_path / "session.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    assert cli("probe", MODEL, "--graph", G, "--save", fifo).exit_code == 0
+    reader.join(10)
+    assert json.loads(got[0])["format"] and stat.S_ISFIFO(fifo.stat().st_mode)
+    one_line_error(cli("probe", MODEL, "--graph", G, "--save", tmp_path), "is a directory")
+
+
+def test_out_dev_stdout_and_dev_null_in_a_subprocess():
+    r = sh(["generate", "--count", 2, "--out", "/dev/stdout"])
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 2, r.stderr
+    r = sh(["generate", "--count", 2, "--out", "/dev/null"])
+    assert r.returncode == 0 and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. Options are checked before the disk is touched (a bad --force run keeps the old run)
+
+
+@pytest.mark.parametrize("bad", [["--lr", "nan"], ["--lr", "-1"], ["--weight-decay", "-1"], ["--dropout", "2"],
+                                 ["--dropout", "-1"], ["--dropout", "nan"], ["--min-lr", "inf"], ["--warmup", "-5"],
+                                 ["--target-accuracy", "1.5"], ["--layers", "1000000"], ["--arch", "mamba", "--expand",
+                                 "1000000"], ["--eval-count", "1000000000"], ["--seed", "100000000000000000000"],
+                                 ["--init-from", "no-such-model"], ["--train-file", "/dev/zero"]])
+def test_bad_options_keep_the_old_run(tmp_path, bad):
+    out = tmp_path / "run"
+    train(tiny_config(out, steps=10), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    one_line_error(cli("train", "--out", out, "--force", "--steps", 10, *TINY, *bad))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. Two trainings of one run started together: one runs, the other is refused
+
+
+def test_two_resumes_started_together(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(out, steps=10), out)
+    args = ["train", "--out", out, "--resume", *TINY, "--steps", 1_000_000, "--eval-every", 50, "--threads", 1]
+    procs = [subprocess.Popen([sys.executable, "-m", "ntp_probe", *map(str, args)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env()) for _ in range(2)]
+    try:
+        deadline = time.time() + 120
+        while all(p.poll() is None for p in procs) and time.time() < deadline:
+            time.sleep(0.1)
+        loser = next(p for p in procs if p.poll() is not None)
+        winner = next(p for p in procs if p is not loser)
+        assert loser.returncode == 2, loser.stderr.read()
+        err = loser.stderr.read().strip()
+        assert len(err.splitlines()) == 1 and f"process {winner.pid} is training this run" in err, err
+        while not (out / "metrics.jsonl").read_text().count("\n") >= 2 and time.time() < deadline:
+            time.sleep(0.2)  # the winner trains and logs
+        winner.send_signal(signal.SIGINT)  # = Ctrl-C: saves and exits 0
+        assert winner.wait(60) == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)), steps  # every step once, in order
+    assert not (out / "train.pid").exists() and not (out / "train.lock").exists()
+
+
+def test_a_reused_pid_does_not_block_resume(tmp_path):
+    """A stale train.pid whose number now belongs to another live program (here: a sleep) blocks nothing."""
+    out = tmp_path / "run"
+    train(tiny_config(out, steps=10), out)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / "train.pid").write_text(f"{other.pid}\n")
+        (out / "train.lock").write_text("")  # left by a killed training: unlocked
+        r = cli("train", "--out", out, "--resume", "--steps", 20, *TINY)
+        assert r.exit_code == 0, r.output
+    finally:
+        other.kill()
+        other.wait()
+
+
+# ------------------------------------------------------------------------------------------------
+# 12. Temp files left by kill -9 mid-checkpoint are swept by the next run
+
+
+def test_stale_temp_files_are_removed(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(out, steps=10), out)
+    junk = [out / ".model.safetensors.abc123.tmp", out / ".train_state.safetensors.x_y.tmp", out / ".train.pid.q.tmp"]
+    for p in junk:
+        p.write_bytes(b"\0" * 100)
+    keep = out / ".notes.txt.tmp"  # not ours: left alone
+    keep.write_text("mine")
+    assert cli("train", "--out", out, "--resume", "--steps", 20, *TINY).exit_code == 0
+    assert not any(p.exists() for p in junk) and keep.exists()
+    for p in junk[:2]:
+        p.write_bytes(b"\0")
+    assert cli("train", "--out", out, "--force", "--steps", 10, *TINY).exit_code == 0
+    assert not any(p.exists() for p in junk)
+
+
+# ------------------------------------------------------------------------------------------------
+# 14. Click's own usage errors are one line, exit 2 (CliRunner and a real process)
+
+USAGE_ERRORS = [
+    (["generate", "--count", "0"], "--count"),
+    (["generate", "--nodes", "many"], "--nodes"),
+    (["generate", "--bogus"], "No such option: --bogus"),
+    (["eval"], "Missing argument"),
+    (["train"], "Missing option '--out'"),
+    (["nope"], "No such command"),
+    (["probe", MODEL, "--graph", G, "--top-k", "0"], "--top-k"),
+]
+
+
+@pytest.mark.parametrize("args,fragment", USAGE_ERRORS)
+def test_usage_errors_are_one_line(args, fragment):
+    one_line_error(cli(*args), fragment)
+
+
+def test_usage_errors_are_one_line_in_a_subprocess():
+    r = sh(["generate", "--count", "0"])
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "╭" not in r.stderr
+    r = sh(["eval", "--bogus"])
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "No such option" in r.stderr
+    assert sh(["--version"]).returncode == 0 and sh(["generate", "--help"]).returncode == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# 8. Unbounded reads and sizes, 9. seeds and threads, 10. temperatures, 13. silently accepted options
+
+BAD_COMMANDS = [
+    # 8: reads
+    (["eval", MODEL, "--data", "/dev/zero"], "is a device"),
+    (["probe", "--load", "/dev/zero"], "is a device"),
+    (["clever-hans", MODEL, "--data", "/dev/zero"], "is a device"),
+    (["probe", MODEL, "--graphs", "/dev/zero"], "is a device"),
+    # 8: sizes
+    (["generate", "--nodes", 10**9], "--nodes"),
+    (["generate", "--degree", 10**6, "--path-len", 10**6, "--nodes", 10**6], "needs"),
+    (["eval", MODEL, "--count", 10**9], "--count"),
+    (["clever-hans", MODEL, "--count", 10**9], "--count"),
+    (["probe", MODEL, "--graph", G, "--decode", "beam", "--beam", 10**30], "--beam"),
+    (["probe", MODEL, "--graph", G, "--decode", "verify", "--tries", 10**30], "--tries"),
+    (["eval", MODEL, "--count", 10, "--decode", "beam", "--beam", 10**6], "--beam"),
+    (["inference-fixes", MODEL, "--count", 10, "--beam", 10**30], "--beam"),
+    # 9: seeds and threads
+    (["generate", "--seed", 10**20], "--seed"),
+    (["generate", "--seed", -1], "--seed"),
+    (["eval", MODEL, "--count", 10, "--seed", 10**20], "--seed"),
+    (["clever-hans", MODEL, "--count", 10, "--seed", 10**20], "--seed"),
+    (["probe", MODEL, "--graph", G, "--seed", 10**20], "--seed"),
+    (["inference-fixes", MODEL, "--count", 10, "--seed", 10**20], "--seed"),
+    (["eval", MODEL, "--count", 10, "--threads", 10**21], "--threads"),
+    (["eval", MODEL, "--count", 10, "--threads", 100000], "--threads"),
+    # 10: temperatures
+    (["probe", MODEL, "--graph", G, "--decode", "sample", "--temperature", "nan"], "--temperature"),
+    (["probe", MODEL, "--graph", G, "--decode", "sample", "--temperature", "1e-45"], "--temperature"),
+    (["eval", MODEL, "--count", 10, "--decode", "sample", "--temperature", "nan"], "--temperature"),
+    (["eval", MODEL, "--count", 10, "--decode", "sample", "--temperature", "inf"], "--temperature"),
+    (["inference-fixes", MODEL, "--count", 10, "--temperature", "1e-45"], "--temperature"),
+    (["inference-fixes", MODEL, "--count", 10, "--temperature", "nan"], "--temperature"),
+    # 13: accepted silently before
+    (["probe", MODEL, "--graph", G, "--force", ""], "--force: empty list"),
+    (["inference-fixes", MODEL, "--count", 10, "--tries", 0], "--tries 0"),
+]
+
+
+@pytest.mark.parametrize("args,fragment", BAD_COMMANDS, ids=lambda a: " ".join(map(str, a))[:60] if isinstance(a, list) else "")
+def test_bad_commands_are_one_line(args, fragment):
+    one_line_error(cli(*args), fragment)
+
+
+def test_train_seed_threads_and_sizes(tmp_path):
+    for bad, fragment in ((["--seed", 10**20], "--seed"), (["--threads", 10**21], "--threads"),
+                          (["--threads", 100000], "--threads"), (["--layers", 10**6], "--layers"),
+                          (["--batch-size", 10**9], "--batch-size"), (["--d-model", 4096, "--layers", 200], "parameters")):
+        one_line_error(cli("train", "--out", tmp_path / "run", *TINY, *bad), fragment)
+        assert not (tmp_path / "run").exists()  # nothing created
+
+
+def test_data_files_must_be_regular_and_bounded(tmp_path):
+    fifo = tmp_path / "graphs.fifo"
+    os.mkfifo(fifo)  # was: blocked forever waiting for a writer
+    t = time.time()
+    one_line_error(cli("eval", MODEL, "--data", fifo), "is a FIFO")
+    one_line_error(cli("probe", "--load", fifo), "is a FIFO")
+    assert time.time() - t < 30
+    long_line = tmp_path / "long.txt"
+    long_line.write_text("1," * 600_000 + "\n")
+    one_line_error(cli("eval", MODEL, "--data", long_line), "line longer than")
+    big_session = tmp_path / "s.json"
+    big_session.write_text(" " * (2**20 + 10) + "{}")
+    one_line_error(cli("probe", "--load", big_session), "bytes")
+
+
+# ------------------------------------------------------------------------------------------------
+# 15. generate: a seed names one endless stream (count 3 is a prefix of count 100000); eval keeps its graphs
+
+
+def test_generate_is_a_prefix_stream(tmp_path):
+    few = cli("generate", "--count", 3, "--seed", 7).stdout.splitlines()
+    many = tmp_path / "many.txt"
+    assert cli("generate", "--count", 100_000, "--seed", 7, "--out", many).exit_code == 0
+    lines = many.read_text().splitlines()
+    assert len(lines) == 100_000 and lines[:3] == few and len(set(lines)) == len(lines)
+    across = cli("generate", "--count", 5000, "--seed", 7).stdout.splitlines()  # across the first chunk (4,096)
+    assert across == lines[:5000]
+    assert cli("generate", "--count", 3, "--seed", 8).stdout.splitlines() != few
+
+
+def test_eval_graphs_are_unchanged():
+    """eval --count N --seed S scores the graphs it always did (task.generate: one batch, one generator)."""
+    from ntp_probe.task import format_lines, generate
+
+    assert format_lines(generate(2, 5, 50, 2, seed=12345)) == [
+        "37,30|49,24|30,27|4,22|5,45|24,5|37,49|27,4/37,22=37,30,27,4,22",
+        "9,33|35,38|1,40|35,26|32,9|37,1|38,32|26,37/35,33=35,38,32,9,33"]
+
+
+# ------------------------------------------------------------------------------------------------
+# "No command allocates more than ~2 GB for any input": the worst offenders under ulimit -v
+
+# Measured on the dev machine: a normal probe and eval --count 2000 need 1.5 GB of address space (torch
+# maps ~1 GB at import); 3 GB passes them with room and stops any multi-GB allocation.
+ULIMIT_KB = 3_000_000
+WORST = [
+    ["eval", MODEL, "--data", "/dev/zero"],
+    ["probe", "--load", "/dev/zero"],
+    ["generate", "--nodes", 10**9],
+    ["eval", MODEL, "--count", 10**9],
+    ["train", "--out", "{tmp}/run", "--layers", 10**6],
+    ["train", "--out", "{tmp}/run", "--arch", "mamba", "--expand", 10**6],
+    ["train", "--out", "{tmp}/run", "--eval-count", 10**9],
+    ["probe", MODEL, "--graph", G, "--decode", "beam", "--beam", 10**30],
+    ["probe", MODEL, "--graph", G, "--decode", "verify", "--tries", 10**30],
+    ["eval", MODEL, "--count", 10, "--threads", 100000],
+]
+
+
+def _limited(args, tmp_path, timeout=120):
+    cmd = " ".join("'" + str(a).replace("{tmp}", str(tmp_path)).replace("'", "'\\''") + "'" for a in args)
+    return subprocess.run(["bash", "-c", f"ulimit -v {ULIMIT_KB} && exec {sys.executable} -m ntp_probe {cmd}"],
+                          capture_output=True, text=True, timeout=timeout, env=env())
+
+
+@pytest.mark.slow
+def test_worst_inputs_under_ulimit(tmp_path):
+    ok = _limited(["probe", MODEL, "--graph", G, "--json"], tmp_path)
+    assert ok.returncode == 0, ok.stderr  # the limit leaves room for normal work
+    for args in WORST:
+        r = _limited(args, tmp_path)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, r.stderr[-2000:])
+    # streamed: 10**8 graphs would be 20 GB at once; in chunks the first 200,000 lines come out under the limit
+    r = subprocess.run(["bash", "-c", f"ulimit -v {ULIMIT_KB} && {sys.executable} -m ntp_probe generate --count 100000000 "
+                        "| head -n 200000 | wc -l"], capture_output=True, text=True, timeout=300, env=env())
+    assert r.stdout.strip() == "200000" and "Error" not in r.stderr, r.stderr[-2000:]
