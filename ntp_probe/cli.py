@@ -121,20 +121,20 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Torch CPU threads (default: torch's choice).", min=1)]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Torch CPU threads (default: torch's choice).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
-DegreeOpt = Annotated[int, typer.Option("--degree", "-d", help="Arms of the star (d).")]
-PathLenOpt = Annotated[int, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l).")]
-NodesOpt = Annotated[int, typer.Option("--nodes", "-n", help="Node ids 0..N-1.")]
-DecodeOpt = Annotated[str, typer.Option("--decode", help="greedy, sample, beam or verify (verifier-guided search).")]
-ArchOpt = Annotated[str, typer.Option("--arch", help=" or ".join(f"{k} ({v})" for k, v in ARCHS.items()) + ".")]
-DStateOpt = Annotated[int, typer.Option("--d-state", help="Mamba: SSM state size per channel.", min=1)]
-ExpandOpt = Annotated[int, typer.Option("--expand", help="Mamba: inner width = expand × d-model.", min=1)]
-TempOpt = Annotated[float, typer.Option("--temperature", help="Sampling temperature.")]
-SampleTopKOpt = Annotated[int, typer.Option("--sample-top-k", help="Sample only from the top K tokens (0: all).")]
-BeamOpt = Annotated[int, typer.Option("--beam", help="Beam width for --decode beam.")]
-TriesOpt = Annotated[int, typer.Option("--tries", help="Candidates the verifier may check (--decode verify).")]
+DegreeOpt = Annotated[int, typer.Option("--degree", "-d", help="Arms of the star (d).", rich_help_panel="Task")]
+PathLenOpt = Annotated[int, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l).", rich_help_panel="Task")]
+NodesOpt = Annotated[int, typer.Option("--nodes", "-n", help="Node ids 0..N-1.", rich_help_panel="Task")]
+DecodeOpt = Annotated[str, typer.Option("--decode", help="greedy, sample, beam or verify (verifier-guided search).", rich_help_panel="Decoding")]
+ArchOpt = Annotated[str, typer.Option("--arch", help=" or ".join(f"{k} ({v})" for k, v in ARCHS.items()) + ".", rich_help_panel="Model")]
+DStateOpt = Annotated[int, typer.Option("--d-state", help="Mamba: SSM state size per channel.", rich_help_panel="Model")]
+ExpandOpt = Annotated[int, typer.Option("--expand", help="Mamba: inner width = expand × d-model.", rich_help_panel="Model")]
+TempOpt = Annotated[float, typer.Option("--temperature", help="Sampling temperature.", rich_help_panel="Decoding")]
+SampleTopKOpt = Annotated[int, typer.Option("--sample-top-k", help="Sample only from the top K tokens (0: all).", rich_help_panel="Decoding")]
+BeamOpt = Annotated[int, typer.Option("--beam", help="Beam width for --decode beam.", rich_help_panel="Decoding")]
+TriesOpt = Annotated[int, typer.Option("--tries", help="Candidates the verifier may check (--decode verify).", rich_help_panel="Decoding")]
 
 
 def make_strategy(decode: str, temperature: float, sample_top_k: int, beam: int, tries: int, seed: int = 0):
@@ -188,35 +188,35 @@ def generate(
 @app.command()
 @handle_errors
 def train(
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory: model.safetensors, metrics.jsonl, train_state.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory (model, metrics, training state).")],
     degree: DegreeOpt = 2,
     path_len: PathLenOpt = 5,
     nodes: NodesOpt = 50,
-    objective: Annotated[str, typer.Option("--objective", help=f"{objectives.choices()}.")] = "next-token",
-    future: Annotated[int, typer.Option("--future", help="Heads of the multi-token objective (k).")] = 4,
-    mix: Annotated[float, typer.Option("--mix", help="hybrid: weight of the teacherless loss (the next-token loss gets 1 − mix).")] = 0.5,
+    objective: Annotated[str, typer.Option("--objective", help=f"{objectives.choices()}.", rich_help_panel="Task")] = "next-token",
+    future: Annotated[int, typer.Option("--future", help="Heads of the multi-token objective (k).", rich_help_panel="Task")] = 4,
+    mix: Annotated[float, typer.Option("--mix", help="hybrid: weight of the teacherless loss (the next-token loss gets 1 − mix).", rich_help_panel="Task")] = 0.5,
     arch: ArchOpt = "gpt",
     d_state: DStateOpt = 16,
     expand: ExpandOpt = 2,
-    train_file: Annotated[Optional[Path], typer.Option("--train-file", help="Sample batches from this file instead of fresh graphs.")] = None,
-    steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.", min=1)] = 2000,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Graphs per step (per process).", min=1)] = 256,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW).")] = 1e-3,
-    min_lr: Annotated[float, typer.Option("--min-lr", help="Learning rate at the end of the cosine decay.")] = 1e-4,
-    warmup: Annotated[int, typer.Option("--warmup", help="Linear warm-up steps.")] = 100,
-    weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.")] = 0.0,
-    layers: Annotated[int, typer.Option("--layers", help="Transformer blocks.", min=1)] = 2,
-    d_model: Annotated[int, typer.Option("--d-model", help="Width.", min=8)] = 128,
-    heads: Annotated[int, typer.Option("--heads", help="Attention heads.", min=1)] = 4,
-    dropout: Annotated[float, typer.Option("--dropout", help="Dropout probability.")] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for init and data.")] = 0,
+    train_file: Annotated[Optional[Path], typer.Option("--train-file", help="Sample batches from this file instead of fresh graphs.", rich_help_panel="Task")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.", rich_help_panel="Optimiser")] = 2000,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Graphs per step (per process).", rich_help_panel="Optimiser")] = 256,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW).", rich_help_panel="Optimiser")] = 1e-3,
+    min_lr: Annotated[float, typer.Option("--min-lr", help="Learning rate at the end of the cosine decay.", rich_help_panel="Optimiser")] = 1e-4,
+    warmup: Annotated[int, typer.Option("--warmup", help="Linear warm-up steps.", rich_help_panel="Optimiser")] = 100,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.", rich_help_panel="Optimiser")] = 0.0,
+    layers: Annotated[int, typer.Option("--layers", help="Transformer blocks.", rich_help_panel="Model")] = 2,
+    d_model: Annotated[int, typer.Option("--d-model", help="Width.", rich_help_panel="Model")] = 128,
+    heads: Annotated[int, typer.Option("--heads", help="Attention heads.", rich_help_panel="Model")] = 4,
+    dropout: Annotated[float, typer.Option("--dropout", help="Dropout probability.", rich_help_panel="Model")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for init and data.", rich_help_panel="Optimiser")] = 0,
     device: DeviceOpt = "auto",
     amp: Annotated[str, typer.Option("--amp", help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32 or bf16.")] = "auto",
-    eval_every: Annotated[int, typer.Option("--eval-every", help="Evaluate and checkpoint every K steps.", min=1)] = 250,
-    eval_count: Annotated[int, typer.Option("--eval-count", help="Held-out graphs per evaluation.", min=1)] = 2000,
+    eval_every: Annotated[int, typer.Option("--eval-every", help="Evaluate and checkpoint every K steps.")] = 250,
+    eval_count: Annotated[int, typer.Option("--eval-count", help="Held-out graphs per evaluation.")] = 2000,
     target_accuracy: Annotated[Optional[float], typer.Option("--target-accuracy", help="Stop once held-out greedy accuracy reaches this.")] = None,
-    mask_question: Annotated[bool, typer.Option("--mask-question", help="mlm-u: mask the edge list's node ids too, at the same rate (the whole sequence, as in Kitouni et al.).")] = False,
-    init_from: Annotated[Optional[str], typer.Option("--init-from", help="Warm start from this MODEL's weights (a curriculum, e.g. G(2,5) → G(5,5)); same size and node ids.")] = None,
+    mask_question: Annotated[bool, typer.Option("--mask-question", help="mlm-u: mask the edge list's node ids too, at the same rate (the whole sequence, as in Kitouni et al.).", rich_help_panel="Task")] = False,
+    init_from: Annotated[Optional[str], typer.Option("--init-from", help="Warm start from this MODEL's weights (a curriculum, e.g. G(2,5) → G(5,5)); same size and node ids.", rich_help_panel="Model")] = None,
     threads: ThreadsOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run in --out.")] = False,
@@ -272,9 +272,9 @@ def check_seed(seed: int) -> None:
 @handle_errors
 def eval_cmd(
     model: Annotated[str, typer.Argument(help="A .safetensors file, a run directory, or a shipped model name.")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format, with answers.")] = None,
-    count: Annotated[int, typer.Option("--count", help="Fresh graphs when no --data.", min=1)] = 2000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the fresh graphs.")] = 12345,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format, with answers.", rich_help_panel="Graphs")] = None,
+    count: Annotated[int, typer.Option("--count", help="Fresh graphs when no --data.", min=1, rich_help_panel="Graphs")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the fresh graphs.", rich_help_panel="Graphs")] = 12345,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Graphs per forward pass.", min=1)] = 2000,
     device: DeviceOpt = "cpu",
     decode: DecodeOpt = "greedy",
@@ -386,19 +386,19 @@ def models_cmd(as_json: JsonOpt = False) -> None:
 @handle_errors
 def probe(
     model: Annotated[Optional[str], typer.Argument(help="A .safetensors file, a run directory, or a shipped model name.")] = None,
-    graph: Annotated[Optional[str], typer.Option("--graph", "-g", help="One graph, in the line or the human format.")] = None,
-    graphs: Annotated[Optional[Path], typer.Option("--graphs", help="A file of graphs, one a line (original format).")] = None,
-    force: Annotated[Optional[str], typer.Option("--force", "-f", help="Force the first answer tokens, e.g. 9,3 (model's order).")] = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Top tokens shown per step.", min=1)] = 5,
+    graph: Annotated[Optional[str], typer.Option("--graph", "-g", help="One graph, in the line or the human format.", rich_help_panel="Graph")] = None,
+    graphs: Annotated[Optional[Path], typer.Option("--graphs", help="A file of graphs, one a line (original format).", rich_help_panel="Graph")] = None,
+    force: Annotated[Optional[str], typer.Option("--force", "-f", help="Force the first answer tokens, e.g. 9,3 (model's order).", rich_help_panel="Graph")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Top tokens shown per step.", min=1, rich_help_panel="Output")] = 5,
     decode: DecodeOpt = "greedy",
     temperature: TempOpt = 1.0,
     sample_top_k: SampleTopKOpt = 0,
     beam: BeamOpt = 4,
     tries: TriesOpt = 8,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for --decode sample.")] = 0,
-    layers: Annotated[bool, typer.Option("--layers", help="Add the logit lens: each layer's readout per step.")] = False,
-    save: Annotated[Optional[Path], typer.Option("--save", help="Save the session (model, graph, forced tokens, strategy) as JSON.")] = None,
-    load_from: Annotated[Optional[Path], typer.Option("--load", help="Load a saved session instead of MODEL/--graph.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for --decode sample.", rich_help_panel="Decoding")] = 0,
+    layers: Annotated[bool, typer.Option("--layers", help="Add the logit lens: each layer's readout per step.", rich_help_panel="Output")] = False,
+    save: Annotated[Optional[Path], typer.Option("--save", help="Save the session (model, graph, forced tokens, strategy) as JSON.", rich_help_panel="Output")] = None,
+    load_from: Annotated[Optional[Path], typer.Option("--load", help="Load a saved session instead of MODEL/--graph.", rich_help_panel="Graph")] = None,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -468,11 +468,11 @@ def clever_hans_cmd(
 @handle_errors
 def inference_fixes_cmd(
     models: Annotated[Optional[list[str]], typer.Argument(help="Models to compare (default: g2-5-next-token g2-5-reverse).")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format.")] = None,
-    count: Annotated[int, typer.Option("--count", help="Fresh graphs when no --data.", min=1)] = 2000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the fresh graphs and of sampling.")] = 12345,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format.", rich_help_panel="Graphs")] = None,
+    count: Annotated[int, typer.Option("--count", help="Fresh graphs when no --data.", min=1, rich_help_panel="Graphs")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the fresh graphs and of sampling.", rich_help_panel="Graphs")] = 12345,
     beam: BeamOpt = 4,
-    tries: Annotated[Optional[int], typer.Option("--tries", help="Verifier budget (default max(8, 2d)).")] = None,
+    tries: Annotated[Optional[int], typer.Option("--tries", help="Verifier budget (default max(8, 2d)).", rich_help_panel="Decoding")] = None,
     temperature: TempOpt = 1.0,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
@@ -518,21 +518,21 @@ def reproduce(
     degree: DegreeOpt = 2,
     path_len: PathLenOpt = 5,
     nodes: NodesOpt = 50,
-    objective_names: Annotated[str, typer.Option("--objectives", help=f"Comma-separated objectives to train (any of {', '.join(objectives.names())}).")] = "next-token,reverse,teacherless",
-    models: Annotated[Optional[str], typer.Option("--models", help="Evaluate these existing models (comma-separated) instead of training.")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="Score on this file (original format) instead of fresh graphs.")] = None,
-    count: Annotated[int, typer.Option("--count", help="Fresh graphs to score on when no --data.", min=1)] = 2000,
-    steps: Annotated[int, typer.Option("--steps", help="Training steps per objective.", min=1)] = 1500,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 256,
-    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
-    layers: Annotated[int, typer.Option("--layers", min=1)] = 2,
-    d_model: Annotated[int, typer.Option("--d-model", min=8)] = 128,
-    heads: Annotated[int, typer.Option("--heads", min=1)] = 4,
+    objective_names: Annotated[str, typer.Option("--objectives", help=f"Comma-separated objectives to train (any of {', '.join(objectives.names())}).", rich_help_panel="Task")] = "next-token,reverse,teacherless",
+    models: Annotated[Optional[str], typer.Option("--models", help="Evaluate these existing models (comma-separated) instead of training.", rich_help_panel="Task")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Score on this file (original format) instead of fresh graphs.", rich_help_panel="Task")] = None,
+    count: Annotated[int, typer.Option("--count", help="Fresh graphs to score on when no --data.", min=1, rich_help_panel="Task")] = 2000,
+    steps: Annotated[int, typer.Option("--steps", help="Training steps per objective.", min=1, rich_help_panel="Optimiser")] = 1500,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, rich_help_panel="Optimiser")] = 256,
+    lr: Annotated[float, typer.Option("--lr", rich_help_panel="Optimiser")] = 1e-3,
+    layers: Annotated[int, typer.Option("--layers", min=1, rich_help_panel="Model")] = 2,
+    d_model: Annotated[int, typer.Option("--d-model", min=8, rich_help_panel="Model")] = 128,
+    heads: Annotated[int, typer.Option("--heads", min=1, rich_help_panel="Model")] = 4,
     arch: ArchOpt = "gpt",
     d_state: DStateOpt = 16,
     expand: ExpandOpt = 2,
     eval_every: Annotated[int, typer.Option("--eval-every", min=1)] = 100,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", rich_help_panel="Optimiser")] = 0,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     report: Annotated[str, typer.Option("--report", help="File name of the report inside --out.")] = "report.md",
