@@ -128,5 +128,5 @@ def read_small_text(path: str | Path, what: str, max_bytes: int) -> str:
         except UnicodeDecodeError:
             raise GraphError(f"{path}: not a text file (not UTF-8)") from None
     if len(text.encode()) > max_bytes:
-        raise GraphError(f"{path}: more than {max_bytes:,} bytes; a {what} file is smaller")
+        raise GraphError(f"{path}: more than {max_bytes:,} bytes; a file of {what} is at most {max_bytes:,}")
     return text

@@ -441,7 +441,7 @@ def load_session(path: str | Path, lm: LoadedModel | None = None,
     if not p.exists():
         raise NtpProbeError(f"{p}: no such session file")
     try:  # a regular file of at most MAX_SESSION_BYTES: /dev/zero or a FIFO is refused, not read forever
-        data = json.loads(read_small_text(p, "probe sessions", MAX_SESSION_BYTES))
+        data = json.loads(read_small_text(p, "sessions", MAX_SESSION_BYTES))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise NtpProbeError(f"{p}: not a session file ({e.__class__.__name__})") from None
     if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:

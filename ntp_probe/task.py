@@ -314,7 +314,7 @@ def read_lines(path: str | Path, nodes: int | None = None) -> list[Graph]:
 
     p = Path(path)
     graphs = []
-    with open_regular(p, "graphs, one a line", MAX_DATA_BYTES) as f:
+    with open_regular(p, "graphs", MAX_DATA_BYTES) as f:
         i = 0
         while True:
             try:

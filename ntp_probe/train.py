@@ -6,6 +6,11 @@ interrupted and resumed run produces the same weights as an uninterrupted one.
 
 Runs under ``torchrun`` with DistributedDataParallel when WORLD_SIZE > 1: each rank draws its own
 seeded data stream, only rank 0 evaluates and writes.
+
+Layout, top to bottom: ``validate`` (every option, before the disk is touched), ``Distributed``,
+the run directory (``_make_out``, then the run's lock, then ``_prepare_out``), ``setup`` (model,
+optimizer, data, resume) and ``loop`` (one screen: batch, loss, step, evaluate, checkpoint).
+``train`` strings them together.
 """
 
 from __future__ import annotations

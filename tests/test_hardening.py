@@ -153,6 +153,7 @@ def test_bad_options_keep_the_old_run(tmp_path, bad):
 # 5. Two trainings of one run started together: one runs, the other is refused
 
 
+@pytest.mark.slow
 def test_two_resumes_started_together(tmp_path):
     out = tmp_path / "run"
     train(tiny_config(out, steps=10), out)
