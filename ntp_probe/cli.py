@@ -157,19 +157,26 @@ def generate(
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same lines).")] = 0,
     out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here (atomically) instead of stdout.")] = None,
     question_only: Annotated[bool, typer.Option("--no-answer", help="Leave out the '=s,…,g' answers.")] = False,
+    one_batch: Annotated[bool, typer.Option("--one-batch", help="All graphs as one batch from one generator: the "
+                                            "output of versions before the stream (e.g. the G(5,5) test files).")] = False,
 ) -> None:
     """Generate path-star graphs G(d, l) in the original line format [dim]u,v|…/s,g=s,…,g[/].
 
     A seed names one endless stream of graphs: [bold]--count 3[/] is the first 3 lines of [bold]--count 100000[/].
     Written in chunks, so any count runs in bounded memory."""
     from .atomic import atomic_write_chunks
-    from .limits import check_seed, check_task_size
-    from .task import check_topology, generate_text
+    from .limits import check_count, check_seed, check_task_size
+    from .task import check_topology, format_lines, generate as gen, generate_text
 
     check_topology(degree, path_len, nodes)
     check_task_size(degree, path_len, nodes)
     check_seed(seed)
-    chunks = generate_text(degree, path_len, nodes, count, seed, with_answer=not question_only)
+    if one_batch:  # not a stream: --count 3 is not a prefix of --count 4; in memory, so bounded like eval --count
+        check_count(count, nodes)
+        lines = format_lines(gen(degree, path_len, nodes, count, seed=seed), with_answer=not question_only)
+        chunks = iter(["\n".join(lines) + "\n"])
+    else:
+        chunks = generate_text(degree, path_len, nodes, count, seed, with_answer=not question_only)
     if out_file is None:
         for chunk in chunks:
             sys.stdout.write(chunk)

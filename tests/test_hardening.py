@@ -328,6 +328,15 @@ def test_generate_is_a_prefix_stream(tmp_path):
     assert cli("generate", "--count", 3, "--seed", 8).stdout.splitlines() != few
 
 
+def test_one_batch_is_the_old_output():
+    """--one-batch keeps the pre-stream output: the G(5,5) model cards' test file, byte for byte (md5 of the old file)."""
+    import hashlib
+
+    r = cli("generate", "--degree", 5, "--path-len", 5, "--nodes", 50, "--count", 20000, "--seed", 5550, "--one-batch")
+    assert r.exit_code == 0 and hashlib.md5(r.stdout.encode()).hexdigest() == "494158effc2abab6946315ed49b1fb45"
+    one_line_error(cli("generate", "--count", 10**9, "--one-batch"), "--count")
+
+
 def test_eval_graphs_are_unchanged():
     """eval --count N --seed S scores the graphs it always did (task.generate: one batch, one generator)."""
     from ntp_probe.task import format_lines, generate
