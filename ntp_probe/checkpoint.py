@@ -21,6 +21,8 @@ from .errors import ModelFileError, NtpProbeError
 from .model import GPT, GPTConfig
 from .archs import ARCHS
 from .objectives import Objective, from_meta as objective_from_meta
+from .safejson import is_int, is_real
+from .safejson import loads as safe_loads
 from .tokenizer import Tokenizer
 
 FORMAT = "ntp-probe/1"
@@ -128,15 +130,66 @@ def read_meta(path: Path) -> dict:
     if META_KEY not in header:
         raise ModelFileError(f"{path}: a safetensors file, but not an ntp-probe model (no '{META_KEY}' metadata)")
     try:
-        meta = json.loads(header[META_KEY])
+        meta = safe_loads(header[META_KEY])
     except json.JSONDecodeError:
         raise ModelFileError(f"{path}: the ntp-probe metadata is not valid JSON") from None
+    except ValueError as e:  # nested too deep, too long, a 5,000-digit number
+        raise ModelFileError(f"{path}: the ntp-probe metadata is not valid JSON ({_first_line(e)[:80]})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: unsupported model format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+        fmt = meta.get("format") if isinstance(meta, dict) else meta
+        raise ModelFileError(f"{path}: unsupported model format {_shown(fmt)}")
     for key in ("config", "task", "objective"):
         if not isinstance(meta.get(key), dict):
             raise ModelFileError(f"{path}: the metadata has no '{key}' section")
+    check_meta(path, meta)
     return meta
+
+
+def _shown(x) -> str:
+    text = repr(x)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
+# every size a config may hold; the tensors pin each one down, these bounds only keep messages and checks sane
+CONFIG_INTS = {"vocab_size": 5, "block_size": 2, "n_layer": 1, "n_head": 1, "n_embd": 1, "n_future": 1,
+               "d_state": 1, "d_conv": 1, "expand": 1}  # name -> smallest valid value
+CONFIG_REQUIRED = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+MAX_SIZE = 1 << 24  # no field of a model that fits in memory is larger (block_size of a Mamba included)
+
+
+def check_meta(path: Path, meta: dict) -> None:
+    """Types and ranges of the task, objective and config sections, before any tensor is looked at."""
+    task, obj, cfg = meta["task"], meta["objective"], meta["config"]
+
+    def bad(section: str, key: str, why: str):
+        return ModelFileError(f"{path}: the metadata's {section} is wrong ({key} {_shown(section_of[section].get(key))}: {why})")
+
+    section_of = {"task": task, "objective": obj, "config": cfg}
+    for key in ("degree", "path_len", "nodes"):
+        if key not in task:
+            raise ModelFileError(f"{path}: the metadata's task has no '{key}'")
+        if not is_int(task[key]) or not abs(task[key]) <= MAX_SIZE:  # below 1: check_topology says why it is impossible
+            raise bad("task", key, f"not a whole number in 1..{MAX_SIZE:,}")
+    if not isinstance(obj.get("name"), str):
+        raise ModelFileError(f"{path}: the metadata's objective has no name")
+    if "n_future" in obj and (not is_int(obj["n_future"]) or not 0 < obj["n_future"] <= MAX_SIZE):
+        raise bad("objective", "n_future", f"not a whole number in 1..{MAX_SIZE:,}")
+    for key in CONFIG_REQUIRED:
+        if key not in cfg:
+            raise ModelFileError(f"{path}: the metadata's config has no '{key}'")
+    for key, low in CONFIG_INTS.items():
+        if key in cfg and (not is_int(cfg[key]) or not low <= cfg[key] <= MAX_SIZE):
+            raise bad("config", key, f"not a whole number in {low}..{MAX_SIZE:,}")
+    if "dropout" in cfg and (not is_real(cfg["dropout"]) or not 0.0 <= cfg["dropout"] < 1.0):
+        raise bad("config", "dropout", "not a number in [0, 1)")
+    for key in ("bias", "causal"):
+        if key in cfg and not isinstance(cfg[key], bool):
+            raise bad("config", key, "not true or false")
+    if "arch" in cfg and cfg["arch"] not in ARCHS:
+        raise ModelFileError(f"{path}: unknown architecture {_shown(cfg['arch'])}")
+    if cfg["n_embd"] % cfg["n_head"]:
+        raise ModelFileError(f"{path}: cannot build the model from its config (n_embd {cfg['n_embd']} must be divisible "
+                             f"by n_head {cfg['n_head']})")
 
 
 def _first_line(e: BaseException) -> str:
@@ -151,9 +204,15 @@ def _check_shapes(path: Path, config: GPTConfig) -> None:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+    # count the repeated modules first: the skeleton below is free in memory but not in time (a header
+    # saying a million layers or heads must not make us build a million blocks)
     layers = len({k.split(".")[1] for k in shapes if k.startswith("blocks.")})
     if config.n_layer != layers:
         raise ModelFileError(f"{path}: tensors do not match the config (n_layer {config.n_layer!r}, the file holds {layers})")
+    heads = len({k.split(".")[1] for k in shapes if k.startswith("future.")})
+    if config.n_future - 1 != heads:
+        raise ModelFileError(f"{path}: tensors do not match the config (n_future {config.n_future!r}, the file holds "
+                             f"{heads + 1} output heads)")
     try:
         with torch.device("meta"):
             skeleton = build_model(config)
@@ -184,10 +243,14 @@ def load_file(path: str | Path, device: str | torch.device = "cpu", name: str | 
         raise ModelFileError(f"{path}: the metadata's task is impossible ({e})") from None
     if config.vocab_size != task.nodes + 4:
         raise ModelFileError(f"{path}: config vocab_size {config.vocab_size} does not match N={task.nodes} (+4 specials)")
-    if config.block_size < task.seq_len:
-        raise ModelFileError(f"{path}: context {config.block_size} is shorter than the task's {task.seq_len} tokens")
+    if config.block_size < task.seq_len + objective.extra_context:
+        raise ModelFileError(f"{path}: context {config.block_size} is shorter than the task's "
+                             f"{task.seq_len + objective.extra_context} tokens")
     if config.n_future != objective.heads:
         raise ModelFileError(f"{path}: config has {config.n_future} heads but the objective {objective.heads}")
+    if config.causal != objective.causal:
+        raise ModelFileError(f"{path}: config says causal={str(config.causal).lower()}, but the {objective.name} objective "
+                             f"needs {'causal' if objective.causal else 'bidirectional'} attention")
     _check_shapes(path, config)  # before allocating: a wrong header must not ask for terabytes
     try:
         model = build_model(config)
@@ -280,7 +343,7 @@ def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
 def read_state_meta(path: Path) -> dict:
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {})[META_KEY])
+            meta = safe_loads((f.metadata() or {})[META_KEY])
     except (SafetensorError, OSError, KeyError, ValueError) as e:
         raise ModelFileError(f"{path}: cannot read the training state ({e.__class__.__name__}); start over with --force") from None
     if not isinstance(meta, dict):
@@ -291,7 +354,7 @@ def read_state_meta(path: Path) -> dict:
 def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {})[META_KEY])
+            meta = safe_loads((f.metadata() or {})[META_KEY])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, KeyError, ValueError) as e:
         raise ModelFileError(f"{path}: cannot read the training state ({e.__class__.__name__}); start over with --force") from None
