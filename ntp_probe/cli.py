@@ -420,6 +420,8 @@ def probe(
         if graph is not None or graphs is not None:
             raise UsageError("--load restores the graph; leave out --graph/--graphs")
         sessions = [load_session(load_from, load(model) if model else None)]
+        for note in sessions[0].notes:
+            err.print(f"warning: {note}", highlight=False, markup=False)
     else:
         if model is None:
             raise UsageError("give a MODEL (or --load FILE)")

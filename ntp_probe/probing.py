@@ -19,11 +19,13 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_write_text
-from .limits import MAX_SESSION_BYTES, read_small_text
+from .limits import (MAX_BEAM, MAX_NODES, MAX_SESSION_BYTES, MAX_TEMPERATURE, MAX_TRIES, MIN_TEMPERATURE,
+                     read_small_text)
 from .checkpoint import LoadedModel, load
 from .checkpoint import resolve as resolve_model
 from .decoding import Strategy, decode_with, greedy
 from .errors import GraphError, NtpProbeError
+from .safejson import loads as safe_loads
 from .task import MAX_TEXT, Graph, GraphBatch, format_line, parse, parse_node_id
 
 
@@ -118,6 +120,7 @@ class ProbeSession:
         self.length = lm.task.path_len
         self.cursor = self.length if cursor is None else max(0, min(cursor, self.length))
         self.steps: list[Step] = []
+        self.notes: list[str] = []  # what loading a session file noticed (an off-graph forced node)
         self.rescore()
 
     # -- derived facts ------------------------------------------------------------------------------
@@ -433,33 +436,145 @@ def _pick(ref: str, candidates: Sequence[LoadedModel]) -> LoadedModel | None:
     return None
 
 
+# limits of a session file: what the app or ``probe --save`` can write, with room to spare
+# the limits of the same options on the command line (ntp_probe/limits.py): a file saved by `probe --save` loads
+SESSION_TEMPERATURE = (MIN_TEMPERATURE, MAX_TEMPERATURE)
+SESSION_SEED = (0, 2**62)  # what Strategy accepts
+STRATEGY_FIELDS = ("kind", "temperature", "top_k", "beam", "tries", "seed")
+
+
+class SessionFileError(NtpProbeError):
+    """A session file that is malformed: the message names the field."""
+
+
+def _session_field(data: dict, path: str, default=None):
+    cur = data
+    for key in path.split("."):
+        if not isinstance(cur, dict) or key not in cur:
+            return default
+        cur = cur[key]
+    return cur
+
+
+def check_session_data(data) -> dict:
+    """Validate a parsed session file against its schema (types and ranges; what needs the model is checked on
+    loading). Returns the fields normalised: ``{"model", "graph", "forced": {pos: node}, "cursor", "strategy": {}}``.
+    Raises ``SessionFileError`` naming the first bad field."""
+    from .decoding import STRATEGIES
+
+    def bad(field: str, value, why: str) -> SessionFileError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:40] + "…"
+        return SessionFileError(f"bad session file: {field} is {shown}: {why}")
+
+    def whole(field: str, value, lo: int, hi: int, span: str | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise bad(field, value, f"not a whole number in {span or f'{lo:,}..{hi:,}'}")
+        return value
+
+    if not isinstance(data, dict):
+        raise SessionFileError(f"not an ntp-probe session file (a JSON {type(data).__name__}, not an object)")
+    if data.get("format") != SESSION_FORMAT:
+        fmt = data.get("format")
+        raise SessionFileError(f"not an ntp-probe session file (format {fmt!r:.40})")
+    for key in ("model", "graph"):
+        if key not in data:
+            raise SessionFileError(f"session file lacks {key!r}")
+    model, graph = data["model"], data["graph"]
+    if not isinstance(model, str) or not model.strip() or len(model) > 4096:
+        raise bad("model", model, "not a model name or path")
+    if not isinstance(graph, str):
+        raise bad("graph", graph, "not a graph in the line format (a string)")
+    forced_raw = data.get("forced", {})
+    if not isinstance(forced_raw, dict):
+        raise bad("forced", forced_raw, "not an object of answer position → node id")
+    forced = {}
+    for k, v in forced_raw.items():
+        if not (k.isascii() and k.isdigit() and len(k) <= 6 and str(int(k)) == k):
+            raise bad("forced", k, "a key that is not an answer position (0, 1, …)")
+        forced[int(k)] = whole(f"forced[{k!r}]", v, 0, 2**63 - 1, "0..2⁶³−1")
+    cursor = data.get("cursor")
+    if cursor is not None:
+        whole("cursor", cursor, 0, 1_000_000)
+    strat = data.get("strategy", {})
+    if not isinstance(strat, dict):
+        raise bad("strategy", strat, "not an object")
+    unknown = sorted(set(strat) - set(STRATEGY_FIELDS))
+    if unknown:
+        raise SessionFileError(f"bad session file: strategy has an unknown field {unknown[0]!r:.40} "
+                               f"(known: {', '.join(STRATEGY_FIELDS)})")
+    if "kind" in strat and strat["kind"] not in STRATEGIES:
+        raise bad("strategy.kind", strat["kind"], f"not one of {', '.join(STRATEGIES)}")
+    if "temperature" in strat:
+        t, (lo, hi) = strat["temperature"], SESSION_TEMPERATURE
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not lo <= t <= hi:  # NaN fails both comparisons
+            raise bad("strategy.temperature", t, f"not a number in {lo:g}..{hi:g}")
+    if "top_k" in strat:
+        whole("strategy.top_k", strat["top_k"], 0, MAX_NODES)
+    for key, most in (("beam", MAX_BEAM), ("tries", MAX_TRIES)):
+        if key in strat:
+            whole(f"strategy.{key}", strat[key], 1, most)
+    if "seed" in strat:
+        whole("strategy.seed", strat["seed"], *SESSION_SEED, "0..2⁶²")
+    return {"model": model, "graph": graph, "forced": forced, "cursor": cursor, "strategy": dict(strat)}
+
+
+def read_session_file(path: str | Path) -> dict:
+    """The checked fields of a session file (``check_session_data``): a regular file of at most
+    MAX_SESSION_BYTES (/dev/zero or a FIFO is refused, not read forever), depth-guarded JSON, then the schema."""
+    p = Path(path)
+    if not p.exists():
+        raise SessionFileError(f"{p}: no such session file")
+    raw = read_small_text(p, "sessions", MAX_SESSION_BYTES)
+    try:
+        data = safe_loads(raw, max_depth=8, max_chars=MAX_SESSION_BYTES)
+    except ValueError as e:
+        first = str(e).splitlines()[0][:80] if str(e) else e.__class__.__name__
+        kind = "JSONDecodeError" if isinstance(e, json.JSONDecodeError) else first
+        raise SessionFileError(f"{p}: not a session file ({kind})") from None
+    try:
+        return check_session_data(data)
+    except SessionFileError as e:
+        raise SessionFileError(f"{p}: {e}") from None
+
+
 def load_session(path: str | Path, lm: LoadedModel | None = None,
                  candidates: Sequence[LoadedModel] = ()) -> ProbeSession:
     """Load a saved session. Its model is ``lm`` if given, else the one of ``candidates`` (already loaded models)
-    that the file names, else loaded by the file's name/path. Stale files are clear errors."""
+    that the file names, else loaded by the file's name/path. The whole file is checked against its schema
+    first (``check_session_data``); malformed and stale files are clear errors naming the field.
+
+    Forced nodes must be node ids of the model; one that is not in the graph is kept (the app lets you force any
+    token the model proposes, an off-graph probe) and listed in the session's ``notes``."""
     p = Path(path)
-    if not p.exists():
-        raise NtpProbeError(f"{p}: no such session file")
-    try:  # a regular file of at most MAX_SESSION_BYTES: /dev/zero or a FIFO is refused, not read forever
-        data = json.loads(read_small_text(p, "sessions", MAX_SESSION_BYTES))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise NtpProbeError(f"{p}: not a session file ({e.__class__.__name__})") from None
-    if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
-        raise NtpProbeError(f"{p}: not an ntp-probe session file (format {data.get('format') if isinstance(data, dict) else '?'})")
+    d = read_session_file(p)
     try:
         if lm is None:
-            lm = _pick(str(data["model"]), candidates) or load(data["model"])
-        graph = parse_for_model(data["graph"], lm)
-        forced = {int(k): int(v) for k, v in data.get("forced", {}).items()}
-        strategy = Strategy(**data.get("strategy", {}))
-        cursor = int(data.get("cursor", lm.task.path_len))
+            lm = _pick(d["model"], candidates) or load(d["model"])
+        graph = parse_for_model(d["graph"], lm)
     except NtpProbeError as e:  # the model is gone, or the graph no longer fits it
         raise e.__class__(f"{p}: stale session: {e}") from None
-    except KeyError as e:
-        raise NtpProbeError(f"{p}: session file lacks {e}") from None
-    except (TypeError, ValueError) as e:
-        raise NtpProbeError(f"{p}: bad session file ({e})") from None
-    return ProbeSession(lm, graph, forced, cursor, strategy)
+    L, N = lm.task.path_len, lm.task.nodes
+    notes = []
+    for pos, node in sorted(d["forced"].items()):
+        if pos >= L:
+            raise SessionFileError(f"{p}: bad session file: forced position {pos} is outside the answer (0..{L - 1})")
+        if node >= N:
+            raise SessionFileError(f"{p}: bad session file: forced[{str(pos)!r}] is node {node}, out of range "
+                                   f"(the model knows ids 0..{N - 1})")
+        if node not in graph.nodes:
+            notes.append(f"{p}: forced node {node} at answer position {pos} is not in the graph (kept: an off-graph probe)")
+    cursor = L if d["cursor"] is None else d["cursor"]
+    if cursor > L:
+        raise SessionFileError(f"{p}: bad session file: cursor is {cursor}, past the answer's {L} positions")
+    try:
+        strategy = Strategy(**d["strategy"])
+    except NtpProbeError as e:
+        raise SessionFileError(f"{p}: bad session file: strategy: {e}") from None
+    session = ProbeSession(lm, graph, d["forced"], cursor, strategy)
+    session.notes = notes
+    return session
 
 
-__all__ = ["ProbeSession", "Step", "AttentionView", "parse_for_model", "parse_force", "check_fits"]
+__all__ = ["ProbeSession", "Step", "AttentionView", "parse_for_model", "parse_force", "check_fits", "load_session",
+           "check_session_data", "SessionFileError"]
