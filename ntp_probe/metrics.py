@@ -8,17 +8,47 @@ import torch
 
 from .checkpoint import LoadedModel
 from .decoding import greedy, teacher_forced
-from .errors import UsageError
+from .errors import GraphError, UsageError
 from .evaluate import as_batch
 from .task import Graph, GraphBatch
 
 
-def arm_table(batch: GraphBatch, degree: int, path_len: int, nodes: int) -> torch.Tensor:
-    """[B, d, l-1] the arms of each path-star graph, first node after the start first."""
+def path_star_mask(batch: GraphBatch, degree: int, path_len: int, nodes: int) -> torch.Tensor:
+    """[B] bool: which graphs are in-distribution path-stars G(degree, path_len): the start has ``degree``
+    children and no parent, every other node at most one child and one parent, every arm has
+    ``path_len - 1`` nodes (so with d·(l-1) edges there is nothing else: no cycle, no branch) and the goal
+    is an arm's leaf. ``arm_table`` and the Clever Hans measures are defined only for these."""
+    B, E = batch.edges.shape[:2]
+    u, v = batch.edges[..., 0], batch.edges[..., 1]
+    if E != degree * (path_len - 1) or B == 0:
+        return torch.zeros(B, dtype=torch.bool, device=u.device)
+    from_start = u == batch.start[:, None]
+    ones = torch.ones_like(u)
+    parents = torch.zeros(B, nodes + 1, dtype=torch.long, device=u.device).scatter_add_(1, v, ones)
+    uu = torch.where(from_start, torch.full_like(u, nodes), u)  # start edges counted in the dummy column
+    children = torch.zeros(B, nodes + 1, dtype=torch.long, device=u.device).scatter_add_(1, uu, ones)
+    ok = (from_start.sum(1) == degree) & (parents.max(1).values <= 1) & (children[:, :nodes].max(1).values <= 1)
+    ok &= ~(v == batch.start[:, None]).any(1)
+    if not ok.any():
+        return ok
+    arms = arm_table(batch, degree, path_len, nodes, rows=ok)
+    ok &= (arms < nodes).all(2).all(1) & (arms[:, :, -1] == batch.goal[:, None]).any(1)
+    return ok
+
+
+def arm_table(batch: GraphBatch, degree: int, path_len: int, nodes: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, d, l-1] the arms of each path-star graph, first node after the start first (``nodes`` past an arm's
+    end). Graphs that are not path-stars (see ``path_star_mask``) must be left out with ``rows`` (their arms
+    are then all ``nodes``)."""
     B = len(batch)
     u, v = batch.edges[..., 0], batch.edges[..., 1]
     from_start = u == batch.start[:, None]
-    firsts = v[from_start].view(B, degree)
+    if rows is not None:
+        from_start = from_start & rows[:, None]
+        firsts = torch.full((B, degree), nodes, dtype=torch.long, device=u.device)
+        firsts[rows] = v[from_start].view(-1, degree)
+    else:
+        firsts = v[from_start].view(B, degree)
     nxt = torch.full((B, nodes + 1), nodes, dtype=torch.long, device=u.device)  # nodes = "no child"
     uu = torch.where(from_start, torch.full_like(u, nodes), u)  # start edges go to the dummy column
     nxt.scatter_(1, uu, v)
@@ -38,6 +68,13 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
     if t.degree < 2:
         raise UsageError("clever-hans needs at least two arms (degree ≥ 2)")
     batch = as_batch(lm, graphs)
+    total = len(batch)
+    keep = path_star_mask(batch, t.degree, t.path_len, t.nodes)
+    if not keep.all():  # not a path-star G(d, l): no wrong arm to force; counted, not scored
+        batch = GraphBatch(*(x[keep] for x in (batch.edges, batch.start, batch.goal, batch.path)))
+    if len(batch) == 0:
+        raise GraphError(f"clever-hans: none of the {total:,} graphs is a path-star {t.label()} (the start with "
+                         f"{t.degree} arms of {t.path_len - 1} nodes, the goal at an arm's end); it needs such graphs")
     device = next(lm.model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     n, L, d = len(batch), t.path_len, t.degree
@@ -82,4 +119,5 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
         "log_degree": math.log(d),
         "decision_mass_on_children": mass_sum / n,
         "chance": 1 / d,
+        "skipped_ood": total - n,  # graphs that are not path-stars G(d, l) (a branch, a cycle, another degree)
     }

@@ -97,7 +97,10 @@ def probe_panel(session, top_k: int = 5, layers: bool = False):
 
 
 def clever_hans_table(res: dict) -> Table:
-    t = Table(title=f"Clever Hans probe: {res['model']} ({res['objective']}), {res['count']:,} graphs", title_justify="left")
+    skipped = res.get("skipped_ood") or 0
+    note = f" ({skipped:,} skipped: not path-stars G(d,l))" if skipped else ""
+    t = Table(title=f"Clever Hans probe: {res['model']} ({res['objective']}), {res['count']:,} graphs{note}",
+              title_justify="left")
     t.add_column("measure")
     t.add_column("value", justify="right")
     t.add_column("what it means", style="dim")
