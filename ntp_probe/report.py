@@ -87,7 +87,8 @@ def plot_curves(curves: dict[str, list[dict]], out: Path, title: str) -> list[Pa
         colors = plt.get_cmap("viridis")([i / max(1, L - 1) for i in range(L)])
         for p in range(L):
             ax.plot(steps, [r["per_position"][p] for r in recs], color=colors[p], lw=2, label=f"pos {p} greedy")
-            ax.plot(steps, [r["forced_per_position"][p] for r in recs], color=colors[p], lw=1, ls="--")
+            if all("forced_per_position" in r for r in recs):
+                ax.plot(steps, [r["forced_per_position"][p] for r in recs], color=colors[p], lw=1, ls="--")
         ax.plot(steps, [r["accuracy"] for r in recs], color="crimson", lw=2.5, label="whole answer (greedy)")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("step")

@@ -14,13 +14,18 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import checkpoint as ckpt
 from .atomic import atomic_write_text
 from .errors import UsageError
+from .safejson import is_int, is_real
+from .safejson import loads as safe_loads
 
 PID_FILE = "train.pid"
 LOCK_FILE = "train.lock"  # flock'ed by the training process, removed (while held) when it ends
@@ -173,27 +178,107 @@ class RunLock:
         self.release()
 
 
-def read_metrics(path: Path) -> list[dict]:
-    """The evaluation records of a ``metrics.jsonl`` (a torn last line, from a kill mid-write, is skipped)."""
+# a metrics line is one evaluation: step, accuracy and per_position must be there (train writes all of these),
+# the others are checked when present
+_CURVES = ("per_position", "forced_per_position")
+_NUMBERS = ("lr", "decision_accuracy", "forced_accuracy", "forced_after_decision", "wall_time_s")  # optional, finite
+MAX_LINE = 1_000_000
+_warned: set[tuple[str, str]] = set()  # (file, its bad lines) already reported
+
+
+def _show(x) -> str:
+    try:
+        text = json.dumps(x)
+    except (TypeError, ValueError):
+        text = repr(x)
+    return text if len(text) <= 20 else text[:20] + "…"
+
+
+def check_record(rec, positions: int | None = None) -> str | None:
+    """Why a parsed metrics line is not an evaluation record we can show (None if it is one).
+    ``positions``: the answer length of the file's earlier records (every curve must have it)."""
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not an object"
+    step = rec.get("step")
+    if not is_int(step) or not 0 <= step <= 10**12:
+        return f"step {_show(step)} is not a whole number ≥ 0"
+    acc = rec.get("accuracy")
+    if not is_real(acc) or not math.isfinite(acc):
+        return f"accuracy {_show(acc)} is not a number"
+    if "loss" in rec and rec["loss"] is not None and not is_real(rec["loss"]):  # NaN is a real loss: a diverged run
+        return f"loss {_show(rec['loss'])} is not a number"
+    for key in _NUMBERS:
+        if key in rec and rec[key] is not None and (not is_real(rec[key]) or not math.isfinite(rec[key])):
+            return f"{key} {_show(rec[key])} is not a number"
+    for key in _CURVES:
+        curve = rec.get(key)
+        if curve is None and key == "forced_per_position":  # optional: the greedy curve is the one every view shows
+            continue
+        if not isinstance(curve, list) or not 0 < len(curve) <= 10_000 or \
+                not all(is_real(x) and math.isfinite(x) for x in curve):
+            return f"{key} is not a list of numbers"
+        if positions is not None and len(curve) != positions:
+            return f"{key} has {len(curve)} positions, the lines before it {positions}"
+    return None
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def read_metrics(path: Path, warn: Callable[[str], None] | None = _warn) -> list[dict]:
+    """The evaluation records of a ``metrics.jsonl``. A line torn by a kill mid-write (the last, without its
+    newline) is skipped quietly; any other bad line (not JSON, nested too deep, a step or accuracy that is not a
+    number, …) is skipped with one warning per file through ``warn`` (stderr; once per process for the same lines)."""
     if not path.is_file():
         return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
+    text = path.read_text(errors="replace")
+    lines = text.split("\n")
+    if lines and not text.endswith("\n"):
+        lines = lines[:-1]  # a torn last line: the writer is mid-append, or was killed there
+    out, bad, positions = [], [], None
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
             continue
-        if isinstance(rec, dict) and "step" in rec:
-            out.append(rec)
+        try:
+            rec = safe_loads(line, max_depth=8, max_chars=MAX_LINE)
+        except ValueError as e:
+            bad.append(f"line {no}: not JSON ({str(e).splitlines()[0][:60] if str(e) else 'empty'})")
+            continue
+        why = check_record(rec, positions)
+        if why:
+            bad.append(f"line {no}: {why}")
+            continue
+        positions = len(rec["per_position"])
+        out.append(rec)
+    if bad and warn is not None:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        msg = f"{path}: skipped {len(bad)} bad line{'s' if len(bad) > 1 else ''}: {bad[0]}{more}"
+        key = (str(path), "\n".join(bad))
+        if key not in _warned:  # watch --follow re-reads the file every second: say it once
+            _warned.add(key)
+            warn(msg)
     return out
 
 
 def _read_progress(run: Path) -> dict:
     try:
-        rec = json.loads((run / PROGRESS_FILE).read_text())
+        rec = safe_loads((run / PROGRESS_FILE).read_text(), max_depth=8)
     except (OSError, ValueError):
         return {}
-    return rec if isinstance(rec, dict) and isinstance(rec.get("step"), int) else {}
+    if not isinstance(rec, dict) or not is_int(rec.get("step")) or not is_real(rec.get("wall_time_s")):
+        return {}
+    if not isinstance(rec.get("train"), dict):
+        rec["train"] = {}
+    return rec
+
+
+def _whole(x, default):
+    return x if is_int(x) and x >= 0 else default
+
+
+def _finite(x, default):
+    return float(x) if is_real(x) and math.isfinite(x) and x >= 0 else default
 
 
 def status(run: str | Path) -> dict:
@@ -207,15 +292,15 @@ def status(run: str | Path) -> dict:
         raise UsageError(f"{run}: not a training run (no {ckpt.STATE_FILE} or {METRICS_FILE})")
     meta = ckpt.read_state_meta(state) if state.is_file() else {}
     beat = _read_progress(run) if pid is not None else {}
-    cfg = meta.get("train") or beat.get("train") or {}
+    cfg = meta.get("train") if isinstance(meta.get("train"), dict) and meta["train"] else beat.get("train") or {}
     curve = read_metrics(run / METRICS_FILE)
     last = curve[-1] if curve else {}
-    step = int(meta.get("step", last.get("step", 0)))
-    steps = cfg.get("steps")
-    wall = float(meta.get("wall_time_s", last.get("wall_time_s", 0.0)))
+    step = _whole(meta.get("step"), last.get("step", 0))  # the checkpoint first; never trust a field's type
+    steps = _whole(cfg.get("steps"), None)
+    wall = _finite(meta.get("wall_time_s"), _finite(last.get("wall_time_s"), 0.0))
     if beat.get("step", 0) > step:  # live: the loop is past its last checkpoint
-        step, wall = int(beat["step"]), float(beat["wall_time_s"])
-    target = cfg.get("target_accuracy")
+        step, wall = int(beat["step"]), _finite(beat["wall_time_s"], wall)
+    target = cfg.get("target_accuracy") if is_real(cfg.get("target_accuracy")) else None
     if pid is not None:
         state_name = "running"
     elif steps is not None and step >= steps:
@@ -257,4 +342,4 @@ def statuses(runs: list[Path]) -> list[dict]:
     return out
 
 
-__all__ = ["owner", "check_free", "RunLock", "status", "statuses", "read_metrics"]
+__all__ = ["owner", "check_free", "RunLock", "status", "statuses", "read_metrics", "check_record"]

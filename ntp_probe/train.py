@@ -37,7 +37,9 @@ from .errors import NtpProbeError, UsageError, WriteError
 from .evaluate import evaluate
 from .limits import check_task_size
 from .model import GPTConfig
-from .runs import LOCK_FILE, METRICS_FILE, PID_FILE, PROGRESS_FILE, RunLock
+from .runs import LOCK_FILE, METRICS_FILE, PID_FILE, PROGRESS_FILE, RunLock, check_record
+from .safejson import is_int
+from .safejson import loads as safe_loads
 from .task import GraphBatch, check_topology, generate, read_lines
 from .tokenizer import Tokenizer
 
@@ -427,11 +429,11 @@ def _trim_metrics(path: Path, upto_step: int) -> None:
     keep, seen = [], set()
     for line in path.read_text(errors="replace").splitlines():
         try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
+            rec = safe_loads(line, max_depth=8)  # a line nested 100k deep is a ValueError here, not a RecursionError
+        except ValueError:
             continue
         step = rec.get("step") if isinstance(rec, dict) else None
-        if isinstance(step, int) and step <= upto_step and step not in seen:
+        if is_int(step) and 0 <= step <= upto_step and step not in seen and check_record(rec) is None:
             seen.add(step)
             keep.append(line)
     try:
