@@ -1,4 +1,6 @@
-"""Property-based input fuzzing (issue 7): graph text in both formats, data files, ``--force`` lists.
+"""Property-based input fuzzing (issue 7): graph text in both formats, data files, ``--force`` lists;
+(issue 15) model-file headers and session files with random JSON shapes and values in every field, and the
+path-star check of clever-hans against ``Graph.ood_reasons``.
 
 Every generated input either parses or raises ``GraphError`` (the project's own error type) with a
 one-line message that names the problem; nothing else may escape. Valid graphs round-trip exactly:
@@ -274,3 +276,172 @@ def test_specific_parse_cases():
             parse(text)
         assert time.perf_counter() - t0 < 1.0
     STATS["specific parse cases"] += len(cases) + 4
+
+
+# ------------------------------------------------------------------------------------------------
+# Model headers and session files (issue 15): random JSON shapes and values in every field
+
+from hypothesis import assume  # noqa: E402
+
+from hostile import GRAPH as TINY_GRAPH  # noqa: E402
+from hostile import good_meta, session_data, tiny_gpt, write_model  # noqa: E402
+from ntp_probe import checkpoint as ckpt  # noqa: E402
+from ntp_probe.errors import NtpProbeError  # noqa: E402
+from ntp_probe.metrics import path_star_mask  # noqa: E402
+from ntp_probe.probing import load_session  # noqa: E402
+from ntp_probe.task import GraphBatch, generate  # noqa: E402
+
+ODD_INTS = [0, 1, -1, 2, 3, 4, 10, 14, 17, 18, 32, 4096, 10**6, 2**31, 2**63, 2**64, 10**30, -(2**63)]
+ODD_FLOATS = [0.0, 0.5, 1.5, 4.5, -0.0, 1e-45, 1e999, -1e999, float("nan"), 1e300]
+scalars = (st.none() | st.booleans() | st.sampled_from(ODD_INTS) | st.integers(-(2**70), 2**70) | st.sampled_from(ODD_FLOATS)
+           | st.floats() | st.text(max_size=6) | st.sampled_from(["gpt", "mamba", "mlm-u", "multi-token", "next-token", "1"]))
+json_values = st.recursive(scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+                           max_leaves=6)
+
+
+def _deep(depth: int, kind: str) -> str:
+    return "[" * depth + "]" * depth if kind == "list" else '{"a":' * depth + "1" + "}" * depth
+
+
+def _dumps(x) -> str:
+    return json.dumps(x)  # NaN and Infinity written as Python's json does (and reads back)
+
+
+def check_loads(kind: str, fn, *args):
+    """``fn`` returns, or raises NtpProbeError with a short one-line message, in seconds (no hang); nothing else."""
+    STATS[f"{kind}: inputs"] += 1
+    t0 = time.perf_counter()
+    try:
+        result = fn(*args)
+    except NtpProbeError as e:
+        msg = str(e)
+        assert msg and "\n" not in msg and "\r" not in msg and len(msg) < 400, repr(msg)
+        STATS[f"{kind}: NtpProbeError"] += 1
+        result = None
+    else:
+        STATS[f"{kind}: loaded"] += 1
+    assert time.perf_counter() - t0 < 10.0, f"{kind}: took {time.perf_counter() - t0:.1f} s on {str(args)[:300]}"
+    return result
+
+
+BASE_META = json.dumps(good_meta())
+CONFIG_KEYS = ["vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "n_future", "arch", "causal",
+               "d_state", "d_conv", "expand"]
+
+
+@st.composite
+def model_headers(draw):
+    meta = json.loads(BASE_META)
+    for _ in range(draw(st.integers(1, 3))):
+        op = draw(st.sampled_from(["config", "config", "config", "task", "objective", "drop", "section", "whole", "deep"]))
+        sec = {"config": "config", "task": "task", "objective": "objective"}.get(op)
+        if sec and not isinstance(meta.get(sec), dict):
+            continue
+        if op == "config":
+            meta["config"][draw(st.sampled_from(CONFIG_KEYS))] = draw(json_values)
+        elif op == "task":
+            meta["task"][draw(st.sampled_from(["degree", "path_len", "nodes"]))] = draw(json_values)
+        elif op == "objective":
+            meta["objective"][draw(st.sampled_from(["name", "n_future"]))] = draw(json_values)
+        elif op == "drop":
+            sec = draw(st.sampled_from(["config", "task", "objective"]))
+            if isinstance(meta.get(sec), dict) and meta[sec]:
+                meta[sec].pop(draw(st.sampled_from(sorted(meta[sec]))))
+        elif op == "section":
+            meta[draw(st.sampled_from(["config", "task", "objective", "format"]))] = draw(json_values)
+        elif op == "whole":
+            return _dumps(draw(json_values))
+        else:
+            return _deep(draw(st.sampled_from([65, 1000, 100_000])), draw(st.sampled_from(["list", "dict"])))
+    return _dumps(meta)
+
+
+@fuzz(150)
+@given(model_headers())
+def test_model_headers(header):
+    with tempfile.TemporaryDirectory() as d:
+        path = write_model(Path(d) / "m.safetensors", header)
+        lm = check_loads("model header", ckpt.load, path)
+    if lm is not None:  # whatever loads, runs: one greedy decode of a graph of its task
+        from ntp_probe.decoding import greedy
+
+        b = generate(lm.task.degree, lm.task.path_len, lm.task.nodes, 2, seed=0)
+        assert greedy(lm, lm.tokenizer.questions(b)).tokens.shape == (2, lm.task.path_len)
+
+
+SESSION_KEYS = ["format", "model", "graph", "forced", "cursor", "strategy", "extra"]
+STRATEGY_KEYS = ["kind", "temperature", "top_k", "beam", "tries", "seed", "width"]
+
+
+@st.composite
+def session_files(draw, model_path):
+    d = session_data(model_path)
+    kinds = st.sampled_from(["greedy", "sample", "beam", "verify"])
+    d["strategy"]["kind"] = draw(kinds)
+    for _ in range(draw(st.integers(1, 3))):
+        op = draw(st.sampled_from(["top", "strategy", "strategy", "forced", "forced", "whole", "deep"]))
+        if op == "top":
+            d[draw(st.sampled_from(SESSION_KEYS))] = draw(json_values)
+        elif op == "strategy" and isinstance(d.get("strategy"), dict):
+            d["strategy"][draw(st.sampled_from(STRATEGY_KEYS))] = draw(st.one_of(json_values, st.integers(0, 2000)))
+        elif op == "forced" and isinstance(d.get("forced"), dict):
+            key = draw(st.one_of(st.sampled_from(["0", "1", "2", "3", "01", "-1", "x", "", "٣", "9" * 30]), st.text(max_size=3)))
+            d["forced"][key] = draw(st.one_of(st.integers(-2, 12), json_values))
+        elif op == "whole":
+            return _dumps(draw(json_values))
+        elif op == "deep":
+            return _deep(draw(st.sampled_from([9, 1000, 100_000])), draw(st.sampled_from(["list", "dict"])))
+    return _dumps(d)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    """A tiny real model (untrained weights: what a session decodes does not matter here, only how its file is read)."""
+    d = tmp_path_factory.mktemp("fuzz-model")
+    m = tiny_gpt()
+    ckpt.save(d / "model.safetensors", m, good_meta(m))
+    return ckpt.load(d / "model.safetensors")
+
+
+@fuzz(150)
+@given(data=st.data())
+def test_session_files(tiny_lm, data):
+    text = data.draw(session_files(tiny_lm.path))
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "s.json"
+        f.write_text(text)
+        s = check_loads("session file", load_session, f, None, [tiny_lm])
+    if s is not None:
+        assert s.graph.nodes == {0, 1, 2, 3, 4} and 0 <= s.cursor <= 3 and len(s.tokens) == 3
+        assert all(0 <= p < 3 and 0 <= t < 10 for p, t in s.forced.items())
+
+
+@st.composite
+def near_path_stars(draw):
+    """A G(d, l) path-star with 0-3 edges rewired (any id of N=12): sometimes still a path-star, mostly not."""
+    d, l = draw(st.sampled_from([(2, 3), (2, 4), (3, 3)]))
+    g = next(generate(d, l, 12, 1, seed=draw(st.integers(0, 10**6))).graphs())
+    edges = list(g.edges)
+    for _ in range(draw(st.integers(0, 3))):
+        i = draw(st.integers(0, len(edges) - 1))
+        u, v = edges[i]
+        if draw(st.booleans()):
+            u = draw(st.integers(0, 11))
+        else:
+            v = draw(st.integers(0, 11))
+        edges[i] = (u, v)
+    goal = draw(st.sampled_from([g.goal, *(v for _, v in edges)]))
+    assume(len(set(edges)) == len(edges) and all(u != v for u, v in edges))
+    h = Graph(tuple(edges), g.start, goal)
+    path = h.find_path()
+    assume(path is not None and len(path) == l)
+    return Graph(h.edges, h.start, h.goal, path), d, l
+
+
+@fuzz(200)
+@given(near_path_stars())
+def test_path_star_mask_agrees_with_ood_reasons(case):
+    g, d, l = case
+    in_dist = not g.ood_reasons(d, l)
+    assert bool(path_star_mask(GraphBatch.from_graphs([g]), d, l, 12)[0]) == in_dist, (g, g.ood_reasons(d, l))
+    STATS[f"path-star check: {'in' if in_dist else 'out of'} distribution"] += 1
