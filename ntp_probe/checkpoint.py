@@ -187,7 +187,7 @@ def check_meta(path: Path, meta: dict) -> None:
             raise bad("config", key, "not true or false")
     if "arch" in cfg and cfg["arch"] not in ARCHS:
         raise ModelFileError(f"{path}: unknown architecture {_shown(cfg['arch'])}")
-    if cfg["n_embd"] % cfg["n_head"]:
+    if cfg.get("arch", "gpt") == "gpt" and cfg["n_embd"] % cfg["n_head"]:  # a Mamba has no heads
         raise ModelFileError(f"{path}: cannot build the model from its config (n_embd {cfg['n_embd']} must be divisible "
                              f"by n_head {cfg['n_head']})")
 
