@@ -431,8 +431,13 @@ def model_ref(lm: LoadedModel) -> str:
 def _pick(ref: str, candidates: Sequence[LoadedModel]) -> LoadedModel | None:
     """The loaded model a session file's model reference names, if any."""
     for lm in candidates:
-        if model_ref(lm) == ref or (lm.path is not None and Path(ref).expanduser().resolve() == lm.path.resolve()):
+        if model_ref(lm) == ref:
             return lm
+        try:
+            if lm.path is not None and Path(ref).expanduser().resolve() == lm.path.resolve():
+                return lm
+        except (OSError, ValueError, RuntimeError):  # a name too long, an unknown ~user
+            continue
     return None
 
 
@@ -481,7 +486,7 @@ def check_session_data(data) -> dict:
         if key not in data:
             raise SessionFileError(f"session file lacks {key!r}")
     model, graph = data["model"], data["graph"]
-    if not isinstance(model, str) or not model.strip() or len(model) > 4096:
+    if not isinstance(model, str) or not model.strip() or len(model) > 4096 or "\x00" in model:
         raise bad("model", model, "not a model name or path")
     if not isinstance(graph, str):
         raise bad("graph", graph, "not a graph in the line format (a string)")
@@ -554,6 +559,9 @@ def load_session(path: str | Path, lm: LoadedModel | None = None,
         graph = parse_for_model(d["graph"], lm)
     except NtpProbeError as e:  # the model is gone, or the graph no longer fits it
         raise e.__class__(f"{p}: stale session: {e}") from None
+    except (OSError, ValueError, RuntimeError) as e:  # a path the system refuses (too long, an unknown ~user)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:80]
+        raise SessionFileError(f"{p}: stale session: model {d['model']!r:.60} cannot be opened ({why})") from None
     L, N = lm.task.path_len, lm.task.nodes
     notes = []
     for pos, node in sorted(d["forced"].items()):

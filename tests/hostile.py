@@ -140,6 +140,9 @@ def hostile_sessions(model_path: Path) -> dict[str, tuple[str, str]]:
         "forced-node-a-string": var("forced['1'] is '3'", {"forced": {"1": "3"}}),
         "model-a-number": var("model is 5", {"model": 5}),
         "model-missing": var("lacks 'model'", drop=("model",)),
+        "model-with-a-NUL": var("model is 'a\\x00b'", {"model": "a\x00b"}),  # was: ValueError (embedded null byte)
+        "model-of-an-unknown-user": var("stale session", {"model": "~no-such-user-here/m"}),  # was: RuntimeError
+        "model-name-too-long": var("cannot be opened (File name too long)", {"model": "x" * 4000}),  # was: OSError
         "graph-missing": var("lacks 'graph'", drop=("graph",)),
         "a-list": ("[]", "not an ntp-probe session file"),
         "not-json": ("{oops", "not a session file"),

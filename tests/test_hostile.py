@@ -112,11 +112,11 @@ def test_hostile_session_files(trained, tmp_path):
     for name, (text, fragment) in cases.items():
         f = _write(tmp_path / f"{name}.json", text)
         with pytest.raises(NtpProbeError) as e:
-            load_session(f, lm)
+            load_session(f, None if name.startswith("model-") else lm, [lm])
         msg = str(e.value)
         assert fragment in msg and "\n" not in msg and len(msg) < 400, (name, msg)
         assert str(f) in msg, (name, msg)
-    assert len(cases) == 37
+    assert len(cases) == 40
 
 
 def test_hostile_session_files_at_the_cli(trained, tmp_path):
