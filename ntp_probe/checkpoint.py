@@ -154,6 +154,7 @@ def _shown(x) -> str:
 CONFIG_INTS = {"vocab_size": 5, "block_size": 2, "n_layer": 1, "n_head": 1, "n_embd": 1, "n_future": 1,
                "d_state": 1, "d_conv": 1, "expand": 1}  # name -> smallest valid value
 CONFIG_REQUIRED = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+FIGURES = ("accuracy", "decision_accuracy", "forced_accuracy", "forced_after_decision", "clever_hans_rate", "steps")
 MAX_SIZE = 1 << 24  # no field of a model that fits in memory is larger (block_size of a Mamba included)
 
 
@@ -187,6 +188,15 @@ def check_meta(path: Path, meta: dict) -> None:
             raise bad("config", key, "not true or false")
     if "arch" in cfg and cfg["arch"] not in ARCHS:
         raise ModelFileError(f"{path}: unknown architecture {_shown(cfg['arch'])}")
+    for section in ("card", "metrics", "training"):  # what `models`, reports and cards show: objects of numbers
+        info = meta.get(section)
+        if info is None:
+            continue
+        if not isinstance(info, dict):
+            raise ModelFileError(f"{path}: the metadata's {section} is {_shown(info)}, not an object")
+        for key in FIGURES:
+            if info.get(key) is not None and not is_real(info[key]):
+                raise ModelFileError(f"{path}: the metadata's {section} is wrong ({key} {_shown(info[key])}: not a number)")
     if cfg.get("arch", "gpt") == "gpt" and cfg["n_embd"] % cfg["n_head"]:  # a Mamba has no heads
         raise ModelFileError(f"{path}: cannot build the model from its config (n_embd {cfg['n_embd']} must be divisible "
                              f"by n_head {cfg['n_head']})")

@@ -73,6 +73,8 @@ def hostile_models(d: Path) -> dict[str, tuple[Path, str]]:
         "expand-a-billion": (meta_with(config={"expand": 10**9}), "expand 1000000000"),
         "block_size-a-billion": (meta_with(config={"block_size": 10**9}), "block_size 1000000000"),
         "config-missing-n_embd": (meta_with(), "config has no 'n_embd'"),
+        "card-a-list": ({**meta_with(), "card": [1]}, "card is [1], not an object"),  # was: `models` AttributeError
+        "card-accuracy-a-string": ({**meta_with(), "card": {"accuracy": "x"}}, "card is wrong (accuracy 'x'"),  # was: ValueError
         "metadata-5000-digit-number": ('{"format": "ntp-probe/1", "n": ' + "9" * 5000 + "}", "not valid JSON"),
     }
     out = {}

@@ -53,7 +53,7 @@ def test_hostile_model_headers_are_one_line_errors(bad_models):
         msg = str(e.value)
         assert fragment in msg and "\n" not in msg and len(msg) < 400, (name, msg)
         assert time.perf_counter() - t0 < 2, name  # the million heads were never built
-    assert len(bad_models) == 21
+    assert len(bad_models) == 23
 
 
 @pytest.mark.parametrize("command", [["eval", "--count", "5"], ["probe", "--graph", GRAPH], ["clever-hans", "--count", "5"]])
@@ -72,12 +72,18 @@ def test_hostile_headers_through_init_from_reproduce_and_models(bad_models, tmp_
     d = tmp_path / "models" / "broken"
     d.mkdir(parents=True)
     (d / "model.safetensors").write_bytes(bad_models["no-task-nodes"][0].read_bytes())
+    for name in ("card-a-list", "card-accuracy-a-string"):
+        (tmp_path / "models" / name).mkdir()
+        (tmp_path / "models" / name / "model.safetensors").write_bytes(bad_models[name][0].read_bytes())
     monkeypatch.setenv("NTP_PROBE_MODELS", str(tmp_path / "models"))
     r = cli("models", "--json")
     assert r.exit_code == 0, r.output
     rows = {row["name"]: row for row in json.loads(r.stdout)}
     assert "task has no 'nodes'" in rows["broken"]["error"]
+    assert "not an object" in rows["card-a-list"]["error"] and "not a number" in rows["card-accuracy-a-string"]["error"]
     assert "g2-5-next-token" in rows and "error" not in rows["g2-5-next-token"]
+    r = cli("models")
+    assert r.exit_code == 0 and "cannot be read" in r.stdout and "broken" in r.stdout
 
 
 def test_sound_headers_still_load(tmp_path):
