@@ -348,7 +348,7 @@ def model_headers(draw):
             if isinstance(meta.get(sec), dict) and meta[sec]:
                 meta[sec].pop(draw(st.sampled_from(sorted(meta[sec]))))
         elif op == "section":
-            meta[draw(st.sampled_from(["config", "task", "objective", "format"]))] = draw(json_values)
+            meta[draw(st.sampled_from(["config", "task", "objective", "format", "card", "metrics", "training"]))] = draw(json_values)
         elif op == "whole":
             return _dumps(draw(json_values))
         else:
