@@ -175,6 +175,8 @@ def check_meta(path: Path, meta: dict) -> None:
         raise ModelFileError(f"{path}: the metadata's objective has no name")
     if "n_future" in obj and (not is_int(obj["n_future"]) or not 0 < obj["n_future"] <= MAX_SIZE):
         raise bad("objective", "n_future", f"not a whole number in 1..{MAX_SIZE:,}")
+    if "mix" in obj and (not is_real(obj["mix"]) or not 0.0 <= obj["mix"] <= 1.0):  # hybrid: NaN fails too
+        raise bad("objective", "mix", "not a number in [0, 1]")
     for key in CONFIG_REQUIRED:
         if key not in cfg:
             raise ModelFileError(f"{path}: the metadata's config has no '{key}'")

@@ -68,6 +68,7 @@ def hostile_models(d: Path) -> dict[str, tuple[Path, str]]:
         "N-a-float": (meta_with(task={"nodes": 10.0}), "nodes 10.0"),
         "N-huge": (meta_with(task={"nodes": 10**30}), "nodes 1000000000000"),
         "objective-n_future-a-string": (meta_with(obj={"n_future": "4"}), "n_future '4'"),
+        "hybrid-mix-a-string": (meta_with("teacherless", obj={"name": "hybrid", "mix": "half"}), "mix 'half'"),
         "objective-without-name": (meta_with(obj={"name": None}), "objective has no name"),
         "d_state-negative": (meta_with(config={"d_state": -1}), "d_state -1"),
         "expand-a-billion": (meta_with(config={"expand": 10**9}), "expand 1000000000"),

@@ -342,7 +342,7 @@ def model_headers(draw):
         elif op == "task":
             meta["task"][draw(st.sampled_from(["degree", "path_len", "nodes"]))] = draw(json_values)
         elif op == "objective":
-            meta["objective"][draw(st.sampled_from(["name", "n_future"]))] = draw(json_values)
+            meta["objective"][draw(st.sampled_from(["name", "n_future", "mix"]))] = draw(json_values)
         elif op == "drop":
             sec = draw(st.sampled_from(["config", "task", "objective"]))
             if isinstance(meta.get(sec), dict) and meta[sec]:
