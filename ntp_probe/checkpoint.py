@@ -188,7 +188,7 @@ def check_meta(path: Path, meta: dict) -> None:
     for key in ("bias", "causal"):
         if key in cfg and not isinstance(cfg[key], bool):
             raise bad("config", key, "not true or false")
-    if "arch" in cfg and cfg["arch"] not in ARCHS:
+    if "arch" in cfg and (not isinstance(cfg["arch"], str) or cfg["arch"] not in ARCHS):
         raise ModelFileError(f"{path}: unknown architecture {_shown(cfg['arch'])}")
     for section in ("card", "metrics", "training"):  # what `models`, reports and cards show: objects of numbers
         info = meta.get(section)

@@ -92,10 +92,10 @@ def test_sound_headers_still_load(tmp_path):
 
     m = tiny_gpt(n_future=3)
     meta = ckpt.make_meta(m, ckpt.TaskSpec(2, 3, 10), make_objective("multi-token", 3))
-    assert ckpt.load(write_model(tmp_path / "mt.safetensors", meta, m)).objective.n_future == 3
+    assert ckpt.load(write_model(tmp_path / "mt.safetensors", meta, m)).objective.heads == 3
     m = tiny_gpt(block_size=18, causal=False)
     meta = ckpt.make_meta(m, ckpt.TaskSpec(2, 3, 10), make_objective("mlm-u"))
-    assert ckpt.load(write_model(tmp_path / "mlmu.safetensors", meta, m)).objective.masked
+    assert ckpt.load(write_model(tmp_path / "mlmu.safetensors", meta, m)).objective.causal is False
     m = tiny_gpt()
     meta = ckpt.make_meta(m, ckpt.TaskSpec(2, 3, 10), make_objective("next-token"))
     for key in ("causal", "d_state", "d_conv", "expand", "arch", "n_future", "dropout", "bias"):
