@@ -149,6 +149,6 @@ def hostile_sessions(model_path: Path) -> dict[str, tuple[str, str]]:
         "graph-missing": var("lacks 'graph'", drop=("graph",)),
         "a-list": ("[]", "not an ntp-probe session file"),
         "not-json": ("{oops", "not a session file"),
-        "not-utf8": ("\udcff", "not a session file"),
-        "over-1-MB": (json.dumps({**session_data(model_path), "pad": "x" * 1_100_000}), "more than 1,000,000 bytes"),
+        "not-utf8": ("\udcff", "not a text file (not UTF-8)"),
+        "over-1-MiB": (json.dumps({**session_data(model_path), "pad": "x" * 1_100_000}), "a file of sessions is at most"),
     }
