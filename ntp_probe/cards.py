@@ -34,7 +34,7 @@ def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: i
     src_metrics = lm.path.parent / METRICS_FILE
     if src_metrics.is_file():
         atomic_write(dest / METRICS_FILE, lambda name: shutil.copyfile(src_metrics, name))
-    atomic_write_text(dest / "README.md", card_markdown(name, lm, ev, ch, note))
+    atomic_write_text(dest / "README.md", card_markdown(lm, ev, ch, note, name=name))
     return dest
 
 
@@ -45,8 +45,33 @@ def architecture(cfg: dict) -> str:
     return f"{cfg['n_layer']}-layer, {cfg['n_embd']}-wide, {cfg['n_head']}-head GPT"
 
 
-def card_markdown(name: str, lm: ckpt.LoadedModel, ev: dict, ch: dict | None, note: str | None = None) -> str:
-    tr = lm.meta.get("training", {})
+def model_card(lm: ckpt.LoadedModel) -> str:
+    """A loaded model's card: the README shipped beside its file (written by ``card_markdown`` at ship time),
+    else one built from its header (the app's ``i``)."""
+    if lm.path is not None:
+        readme = Path(lm.path).parent / "README.md"
+        try:
+            if lm.name and readme.is_file():
+                return readme.read_text()
+        except (OSError, UnicodeDecodeError):
+            pass
+    return card_markdown(lm)
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    if isinstance(v, list):
+        return " ".join(_cell(x) for x in v)
+    return "—" if v is None else str(v)
+
+
+def card_markdown(lm: ckpt.LoadedModel, ev: dict | None = None, ch: dict | None = None, note: str | None = None,
+                  name: str | None = None) -> str:
+    """The model card. With ``ev`` (and ``ch``), the evaluation and clever-hans JSON measured when shipping;
+    without, the figures the model's header carries."""
+    name = name or lm.display_name
+    tr = lm.meta.get("training") or {}
     cfg = lm.meta["config"]
     t = lm.task
     lines = [
@@ -68,6 +93,14 @@ def card_markdown(name: str, lm: ckpt.LoadedModel, ev: dict, ch: dict | None, no
         *([f"- warm start (curriculum): from `{tr['config']['init_from']}`, whose own training is on its card"]
           if tr.get("config", {}).get("init_from") else []),
         f"- parameters: {lm.model.num_params():,}",
+    ]
+    if ev is None:
+        figures = {**(lm.meta.get("metrics") or {}), **(lm.meta.get("card") or {})}
+        lines += ["", "## Figures in the model's header", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_cell(v)} |" for k, v in figures.items() if isinstance(v, (int, float, list, str)) or v is None]
+        lines += ["", f"File: `{lm.path}`", ""]
+        return "\n".join(lines)
+    lines += [
         "",
         f"## Figures on `{ev['data']}` ({ev['count']:,} graphs)",
         "",

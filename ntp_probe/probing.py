@@ -6,13 +6,23 @@ re-decodes the whole answer greedily with the forced tokens kept, and re-scores 
 the full next-token distribution, top-k, entropy, the mass on legal moves, the correct token and
 its rank. Stepping only moves the cursor over that result, so it costs nothing; a force or a new
 graph costs one decode (a few milliseconds for the shipped models).
+
+Mutation semantics: the session-changing methods (``step``, ``force``, ``set_graph``, …) change the
+session in place and return None. ``then(change, *args)`` applies one of them to a copy and returns the
+copy, the original untouched (a rescore builds new ``Step`` objects, never mutates old ones): a UI that
+hands sessions to another thread queues ``then`` calls. ``mirror(other_model)`` is cached per decoded
+state, and copies carry the cache, so moving the cursor never decodes the other model again.
+
+Positions are 0-based in the API (``Step.position``); a UI names the one on show "answer token
+``current + 1`` of ``length``" (see ``token_label``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +131,7 @@ class ProbeSession:
         self.cursor = self.length if cursor is None else max(0, min(cursor, self.length))
         self.steps: list[Step] = []
         self.notes: list[str] = []  # what loading a session file noticed (an off-graph forced node)
+        self._mirrors: dict[int, tuple[tuple, ProbeSession]] = {}  # id(model) -> (state key, its mirror)
         self.rescore()
 
     # -- derived facts ------------------------------------------------------------------------------
@@ -170,6 +181,28 @@ class ProbeSession:
     def token_str(self, t: int) -> str:
         return self.lm.tokenizer.token_str(t)
 
+    def token_label(self, position: int | None = None) -> str:
+        """The one way to name an answer position: "answer token 3 of 5" (1-based; the one on show by default)."""
+        p = self.current if position is None else position
+        return f"answer token {p + 1} of {self.length}"
+
+    # -- changed copies ------------------------------------------------------------------------------
+    def copy(self) -> ProbeSession:
+        """An independent copy: changing it leaves this session as it is (the steps are shared, never mutated)."""
+        c = copy.copy(self)
+        c.forced = dict(self.forced)
+        c.steps = list(self.steps)
+        c.notes = list(self.notes)
+        c._mirrors = dict(self._mirrors)
+        return c
+
+    def then(self, change: Callable[..., object], *args, **kwargs) -> ProbeSession:
+        """A copy with ``change`` (an in-place method such as ``ProbeSession.force``) applied: ``s.then(ProbeSession.force,
+        1, 3)``. Errors propagate and leave this session untouched."""
+        c = self.copy()
+        change(c, *args, **kwargs)
+        return c
+
     # -- changing the state ----------------------------------------------------------------------
     def _check_force(self, position: int, token: int) -> None:
         if not 0 <= position < self.lm.task.path_len:
@@ -177,13 +210,23 @@ class ProbeSession:
         if not 0 <= token < self.lm.task.nodes:
             raise GraphError(f"node {token} is out of range (the model knows ids 0..{self.lm.task.nodes - 1})")
 
-    def set_graph(self, graph: Graph, keep_forced: bool = False) -> None:
+    def set_graph(self, graph: Graph, keep_forced: bool = False, cursor: int | None = 0) -> None:
+        """A new graph, decoded; ``cursor`` 0 reveals nothing yet, None the whole answer."""
         check_fits(graph, self.lm)
         self.graph = graph
         if not keep_forced:
             self.forced = {}
-        self.cursor = 0
+        self.cursor = self.length if cursor is None else max(0, min(cursor, self.length))
         self.rescore()
+
+    def set_graph_from_file(self, path: str | Path, line: int, cursor: int | None = None) -> None:
+        """The graph on line ``line`` (from 1) of a data file, as ``set_graph``."""
+        from .task import read_lines  # here, not at the top: keeps this change apart from the import lines
+
+        graphs = read_lines(path, self.lm.task.nodes)
+        if not 1 <= line <= len(graphs):
+            raise NtpProbeError(f"{path}: line {line} is out of range (the file has {len(graphs)} graphs)")
+        self.set_graph(graphs[line - 1], cursor=cursor)
 
     def force(self, position: int, token: int) -> None:
         """Force ``token`` at ``position``; everything after it is re-decoded; the cursor moves past it."""
@@ -198,6 +241,11 @@ class ProbeSession:
     def unforce(self, position: int) -> None:
         if self.forced.pop(position, None) is not None:
             self.rescore()
+
+    def undo_force(self) -> None:
+        """Remove the forced token furthest along the answer (nothing if none is forced)."""
+        if self.forced:
+            self.unforce(max(self.forced))
 
     def clear_forced(self) -> None:
         if self.forced:
@@ -237,10 +285,13 @@ class ProbeSession:
         wrong = [x for i, a in enumerate(arms) if i != goal_arm for x in a[:-1]]
         return wrong[0] if wrong else None
 
-    def force_wrong_arm(self) -> int | None:
-        """Force the start and a wrong arm's first node (forward models): the Clever Hans demo."""
+    def force_wrong_arm(self, required: bool = False) -> int | None:
+        """Force the start and a wrong arm's first node (forward models): the Clever Hans demo. None if the graph
+        has no other arm (an error if ``required``)."""
         tok = self.wrong_arm_token()
         if tok is None:
+            if required:
+                raise NtpProbeError("this graph has no other arm to force")
             return None
         if self.objective.decision_step:
             self.forced[0] = self.graph.start
@@ -268,6 +319,13 @@ class ProbeSession:
     def set_strategy(self, strategy: Strategy) -> None:
         self.strategy = strategy
         self.rescore()
+
+    def next_strategy(self) -> None:
+        """greedy → sampling → beam search → verifier → greedy (the verifier's tries from the model's degree)."""
+        from .decoding import STRATEGIES, default_tries
+
+        name = STRATEGIES[(STRATEGIES.index(self.strategy.kind) + 1) % len(STRATEGIES)]
+        self.set_strategy(Strategy(name, tries=default_tries(self.lm.task.degree)))
 
     def _probe_input(self, position: int) -> tuple[torch.Tensor, int]:
         """The model's input that gives answer position ``position`` of the decoded answer, and its output row."""
@@ -347,13 +405,27 @@ class ProbeSession:
         return AttentionView(p, labels, w, edge_scores, list(self.graph.edges))
 
     # -- views -----------------------------------------------------------------------------------
+    def _state(self) -> tuple:
+        """What a decode depends on (not the cursor)."""
+        return (tuple(self.graph.edges), self.graph.start, self.graph.goal, tuple(sorted(self.forced.items())),
+                repr(self.strategy))
+
     def mirror(self, lm: LoadedModel) -> ProbeSession:
-        """The same graph and forced prefix (mapped by path position) for another model."""
+        """The same graph and forced prefix (mapped by path position) for another model, at the same cursor.
+        Decoded once per state (graph, forced tokens, strategy); a cursor move reuses it."""
+        state = self._state()
+        hit = self._mirrors.get(id(lm))
+        if hit is not None and hit[0] == state and hit[1].lm is lm:
+            m = hit[1].copy()
+            m.cursor = max(0, min(self.cursor, m.length))
+            return m
         forced = {}
         for p, t in self.forced.items():
             i = self.objective.path_index(p, self.length)
             forced[lm.objective.path_index(i, lm.task.path_len)] = t
-        return ProbeSession(lm, self.graph, forced, self.cursor, self.strategy)
+        m = ProbeSession(lm, self.graph, forced, self.cursor, self.strategy)
+        self._mirrors[id(lm)] = (state, m)
+        return m.copy()
 
     def to_json(self, top_k: int = 5, layers: bool = False) -> dict:
         tok = self.token_str

@@ -23,29 +23,18 @@ def lm(request, tmp_path_factory):
     return load(out)
 
 
-async def settle(app, pilot):
-    for _ in range(400):
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        busy = app._draining or app._queue or any(w.is_running for w in app.workers)
-        if not busy and app.models and (app._applied == 0 or app._shown_seq == app._applied):
-            return
-        await pilot.pause(0.01)
-    raise AssertionError("the app did not settle")
-
-
 def test_app_steps_forces_and_says_no_attention(lm):
     async def run():
         app = ProbeApp([lm], graph=GRAPH)
         async with app.run_test(size=(100, 32)) as pilot:
-            await settle(app, pilot)
+            await app.wait_idle()
             s = app.session
             assert s is not None and s.length == 3
             await pilot.press("0", "right")
-            await settle(app, pilot)
+            await app.wait_idle()
             assert app.session.cursor == 1
             await pilot.press("w")
-            await settle(app, pilot)
+            await app.wait_idle()
             assert app.session.steps[1].forced
             text = app.query_one("#attention").render()
             why = "Mamba" if lm.arch == "mamba" else "the mlm-u objective"

@@ -33,19 +33,6 @@ def sync(fn):
     return wrapper
 
 
-async def settle(app, pilot, rounds: int = 400) -> None:
-    """Wait until the models are loaded, no operation is queued or running, and the last result is on show."""
-    for _ in range(rounds):
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        busy = app._draining or app._queue or any(w.is_running for w in app.workers)
-        loading = not app.models and app.load_error is None
-        if not busy and not loading and (app._applied == 0 or app._shown_seq == app._applied):
-            return
-        await pilot.pause(0.01)
-    raise AssertionError("the app did not settle")
-
-
 def text_of(app, selector: str) -> str:
     w = app.query_one(selector)
     r = w.render() if not isinstance(w, Label) else w.render()
@@ -65,7 +52,7 @@ def lm(trained):
 async def test_opens_on_a_graph_and_decodes(lm):
     app = ProbeApp([lm], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         s = app.session
         assert s is not None and s.graph.start == 0 and s.graph.goal == 2
         assert s.cursor == s.length == 3 and not s.forced
@@ -75,7 +62,7 @@ async def test_opens_on_a_graph_and_decodes(lm):
         assert " → ".join(str(t) for t in s.tokens) in shown
         assert "◎ goal" in text_of(app, "#star")
         assert "confidence" in text_of(app, "#strip")
-        assert "decision" in text_of(app, "#dist-head") or "step 3/3" in text_of(app, "#dist-head")
+        assert "decision" in text_of(app, "#dist-head") or "answer token 3 of 3" in text_of(app, "#dist-head")
         assert "✓" in text_of(app, "#graph-status")
 
 
@@ -83,12 +70,12 @@ async def test_opens_on_a_graph_and_decodes(lm):
 async def test_random_graph_default_and_key(lm):
     app = ProbeApp([lm], seed=5)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         g0 = next(generate(2, 3, 10, 1, seed=5).graphs())
         assert app.session.graph.edges == g0.edges
         assert app.query_one("#graph", TextArea).text == format_human(g0)
         await pilot.press("r")
-        await settle(app, pilot)
+        await app.wait_idle()
         g1 = next(generate(2, 3, 10, 1, seed=6).graphs())
         assert app.session.graph.edges == g1.edges and app.graph_seed == 6
         assert app.query_one("#graph", TextArea).text == format_human(g1)
@@ -98,13 +85,13 @@ async def test_random_graph_default_and_key(lm):
 async def test_type_a_graph_validates_in_place(lm):
     app = ProbeApp([lm], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         await pilot.press("e")
         editor = app.query_one("#graph", TextArea)
         assert editor.has_focus
         editor.load_text("")
         await type_text(pilot, "0->3, 3->4, 0->1, 1->2 || find(0 -> 4)")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert app.session.graph.goal == 4 and app.session.true_path == [0, 3, 4]
         assert "goal 4" in text_of(app, "#graph-status")
         # a bad token: the message names the edge and the token, the session keeps the last good graph
@@ -114,17 +101,17 @@ async def test_type_a_graph_validates_in_place(lm):
                           "backspace", "backspace", "backspace", "backspace")
         editor.load_text("")
         await type_text(pilot, "0->3, 3->x, 0->1, 1->2 || find(0 -> 4)")
-        await settle(app, pilot)
+        await app.wait_idle()
         status = text_of(app, "#graph-status")
         assert "edge 2" in status and "'x' is not a node id" in status
         assert app.session.graph.goal == 4  # unchanged
         # the line format works too
         editor.load_text("0,1|1,2|0,3|3,4/0,2")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert app.session.graph.goal == 2 and "✓" in text_of(app, "#graph-status")
         # escape leaves the editor, and then keys drive the app again
         await pilot.press("escape", "0")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert not editor.has_focus and app.session.cursor == 0
 
 
@@ -132,16 +119,16 @@ async def test_type_a_graph_validates_in_place(lm):
 async def test_graph_model_mismatch_is_a_message(lm):
     app = ProbeApp([lm], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         app.query_one("#graph", TextArea).load_text("1→2, 0→1, 0→12, 12→4 || find(0 → 2)")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert "node id 12 is out of range" in text_of(app, "#graph-status")
         assert 12 not in app.session.graph.nodes
         app.query_one("#graph", TextArea).load_text("1→2, 0→1 || find(0 → 7)")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert "goal 7 is not in the graph" in text_of(app, "#graph-status")
         app.query_one("#graph", TextArea).load_text("")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert "empty" in text_of(app, "#graph-status")
 
 
@@ -149,22 +136,22 @@ async def test_graph_model_mismatch_is_a_message(lm):
 async def test_step_back_run_to_end_reset(lm):
     app = ProbeApp([lm], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         await pilot.press("0")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert app.session.cursor == 0 and "▮" in text_of(app, "#answer")
-        assert "step 1/3" in text_of(app, "#dist-head")
+        assert "answer token 1 of 3" in text_of(app, "#dist-head")
         await pilot.press("right")
-        await settle(app, pilot)
-        assert app.session.cursor == 1 and "step 2/3 (decision step)" in text_of(app, "#dist-head")
+        await app.wait_idle()
+        assert app.session.cursor == 1 and "answer token 2 of 3 (decision step)" in text_of(app, "#dist-head")
         await pilot.press("n", "n", "n")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert app.session.cursor == 3
         await pilot.press("left")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert app.session.cursor == 2
         await pilot.press("g")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert app.session.cursor == 3 and ("✓" in text_of(app, "#answer") or "✗" in text_of(app, "#answer"))
 
 
@@ -172,10 +159,10 @@ async def test_step_back_run_to_end_reset(lm):
 async def test_clever_hans_key_forces_the_wrong_arm(lm):
     app = ProbeApp([lm], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         before = [st.probs.clone() for st in app.session.steps]
         await pilot.press("w")
-        await settle(app, pilot)
+        await app.wait_idle()
         s = app.session
         assert s.forced == {0: 0, 1: 3} and s.tokens[:2] == [0, 3]
         assert s.steps[2].legal == [4]  # re-scored after the forced node: its child is the legal move
@@ -184,10 +171,10 @@ async def test_clever_hans_key_forces_the_wrong_arm(lm):
         assert "Clever Hans" in text_of(app, "#story")
         assert "forced" in text_of(app, "#dist-head") or s.current == 2
         await pilot.press("u")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert app.session.forced == {0: 0}
         await pilot.press("x")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert app.session.forced == {} and "3*" not in text_of(app, "#answer")
 
 
@@ -195,14 +182,14 @@ async def test_clever_hans_key_forces_the_wrong_arm(lm):
 async def test_force_from_topk_and_by_typing(lm):
     app = ProbeApp([lm], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         await pilot.press("0", "right")  # the decision step
-        await settle(app, pilot)
+        await app.wait_idle()
         topk = app.query_one("#topk")
         assert topk.has_focus and topk.option_count == 10
         second = int(topk.get_option_at_index(1).id)
         await pilot.press("down", "enter")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert app.session.forced == {1: second} and app.session.tokens[1] == second
         assert app.session.cursor == 2
         # by typing an id, with the error in place first
@@ -221,7 +208,7 @@ async def test_force_from_topk_and_by_typing(lm):
         assert isinstance(app.screen, Prompt)
         assert "not a node id" in str(app.screen.query_one("#prompt-error", Label).render())
         await pilot.press("backspace", "4", "enter")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert not isinstance(app.screen, Prompt)
         assert app.session.forced == {1: second, 2: 4} and app.session.tokens[2] == 4
 
@@ -230,7 +217,7 @@ async def test_force_from_topk_and_by_typing(lm):
 async def test_unknown_model_is_a_message_not_a_crash(tmp_path):
     app = ProbeApp([str(tmp_path / "nope")])
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         assert app.session is None and "not found" in app.load_error
         assert "not found" in text_of(app, "#graph-status")
         await pilot.press("right", "w", "r", "i", "f")
@@ -240,7 +227,7 @@ async def test_unknown_model_is_a_message_not_a_crash(tmp_path):
         bad.write_bytes(b"")
     app = ProbeApp([str(bad)])
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         assert "empty file" in app.load_error
 
 
@@ -249,7 +236,7 @@ async def test_load_a_line_from_a_data_file(lm, tmp_path):
     data = FIXTURES / "deg_2_path_3_nodes_10_test_head100.txt"
     app = ProbeApp([lm], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         await pilot.press("o")
         await pilot.pause()
         assert isinstance(app.screen, Prompt)
@@ -259,7 +246,7 @@ async def test_load_a_line_from_a_data_file(lm, tmp_path):
         assert "no such file" in str(app.screen.query_one("#prompt-error", Label).render())
         app.screen.query_one("Input").value = f"{data}:3"
         await pilot.press("enter")
-        await settle(app, pilot)
+        await app.wait_idle()
         g = read_lines(data, 10)[2]
         assert app.session.graph.edges == g.edges and app.session.graph.goal == g.goal
         assert app.query_one("#graph", TextArea).text == format_human(g)
@@ -268,14 +255,14 @@ async def test_load_a_line_from_a_data_file(lm, tmp_path):
         await pilot.pause()
         app.screen.query_one("Input").value = f"{data}:1000"
         await pilot.press("enter")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert "out of range" in text_of(app, "#graph-status")
         big = FIXTURES / "deg_2_path_5_nodes_50_test_head200.txt"
         await pilot.press("o")
         await pilot.pause()
         app.screen.query_one("Input").value = f"{big}:1"
         await pilot.press("enter")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert "out of range" in text_of(app, "#graph-status")
         assert app.session.graph.edges == g.edges
 
@@ -285,10 +272,10 @@ async def test_compare_models_side_by_side(trained):
     nt, rev = trained("next-token"), trained("reverse")
     app = ProbeApp([nt, rev], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         assert app.mirror is not None and app.mirror.lm is rev
         await pilot.press("w")
-        await settle(app, pilot)
+        await app.wait_idle()
         m = app.mirror
         assert m.graph == app.session.graph
         # forced prefix mapped by path position: the reverse model has start at its last position
@@ -296,7 +283,7 @@ async def test_compare_models_side_by_side(trained):
         shown = text_of(app, "#compare")
         assert "reverse" in shown and "3*" in shown
         await pilot.press("c")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert app.compare_lm is None and "no second model" in text_of(app, "#compare")
 
 
@@ -311,7 +298,7 @@ async def test_compare_mismatch_is_shown_in_the_pane(trained, tmp_path):
     wide = load(tmp_path)
     app = ProbeApp([wide, trained("next-token")], graph="1→2, 0→1, 0→13, 13→4 || find(0 → 2)")
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         assert app.session is not None and app.mirror is None
         assert "node id 13 is out of range" in app.mirror_error
         assert "out of range" in text_of(app, "#compare")
@@ -321,7 +308,7 @@ async def test_compare_mismatch_is_shown_in_the_pane(trained, tmp_path):
 async def test_attention_panel(lm):
     app = ProbeApp([lm], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         shown = text_of(app, "#attention")
         assert "layer 1/1 head 1/2" in shown and "most-attended edge" in shown
         (u, v), _ = app.attention.top_edge(0, 0)
@@ -336,7 +323,7 @@ async def test_help_card_palette_and_screenshot(lm, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     app = ProbeApp([lm], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, TextModal) and "Clever Hans" in app.screen.markdown
@@ -361,10 +348,10 @@ async def test_stress_random_keys(lm):
     keys = [rng.choice(["right", "left", "w", "r", "u", "g", "0", "n", "x"]) for _ in range(300)]
     app = ProbeApp([lm], seed=3)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         for i in range(0, len(keys), 25):
             await pilot.press(*keys[i : i + 25])
-        await settle(app, pilot)
+        await app.wait_idle()
         s = app.session
         # the reference: the same keys, one at a time, through the API
         seed = 3
@@ -389,7 +376,7 @@ async def test_stress_random_keys(lm):
                 ref.set_graph(next(generate(2, 3, 10, 1, seed=seed).graphs()))
                 ref.run_to_end()
         assert (s.graph.edges, s.tokens, s.forced, s.cursor) == (ref.graph.edges, ref.tokens, ref.forced, ref.cursor)
-        assert app._applied == len(keys) + 1  # every key press applied once (plus the first graph)
+        assert app.applied == len(keys) + 1  # every key press applied once (plus the first graph)
         # what is on screen is the session
         answer = text_of(app, "#answer")
         for st in s.steps:
@@ -404,16 +391,16 @@ async def test_decoding_strategy_cycles_and_mirrors(trained):
     nt, rev = trained("next-token"), trained("reverse")
     app = ProbeApp([nt, rev], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         seen = []
         for _ in range(4):
             await pilot.press("d")
-            await settle(app, pilot)
+            await app.wait_idle()
             seen.append(app.session.strategy.kind)
             assert app.mirror.strategy == app.session.strategy  # the side model decodes the same way
         assert seen == ["sample", "beam", "verify", "greedy"]
         await pilot.press("d", "d", "d")  # to the verifier: it keeps sampling until the answer is a valid path
-        await settle(app, pilot)
+        await app.wait_idle()
         s = app.session
         assert s.strategy.kind == "verify" and s.strategy.tries == 8
         ref = ProbeSession(nt, parse_for_model(GRAPH, nt), strategy=s.strategy)
@@ -425,14 +412,14 @@ async def test_decoding_strategy_cycles_and_mirrors(trained):
 async def test_logit_lens_panel(lm):
     app = ProbeApp([lm], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         await pilot.press("0", "right")  # the decision step
         await pilot.press("l")
-        await settle(app, pilot)
+        await app.wait_idle()
         shown = text_of(app, "#attention")
         rows = app.session.layers()
         assert app.lens == rows and len(rows) == lm.model.config.n_layer
-        assert "logit lens at step 2 (decision step)" in shown
+        assert "logit lens at answer token 2 of 3 (decision step)" in shown
         r = rows[-1]
         assert f"L{r['layer']} " in shown and f"vs {r['best_wrong']:>3} {r['best_wrong_prob']:.2f}" in shown
         # the last layer's readout is the model's own distribution at that step
@@ -448,9 +435,9 @@ async def test_session_save_and_open(trained, tmp_path):
     f = tmp_path / "s.json"
     app = ProbeApp([nt, rev], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
+        await app.wait_idle()
         await pilot.press("w", "d", "d")  # wrong arm forced, beam search
-        await settle(app, pilot)
+        await app.wait_idle()
         saved = (app.session.tokens, dict(app.session.forced), app.session.strategy)
         await pilot.press("ctrl+s")
         await pilot.pause()
@@ -461,16 +448,16 @@ async def test_session_save_and_open(trained, tmp_path):
         assert isinstance(app.screen, Prompt) and "no such directory" in text_of(app.screen, "#prompt-error")
         app.screen.query_one("Input").value = str(f)
         await pilot.press("enter")
-        await settle(app, pilot)
+        await app.wait_idle()
         assert f.is_file() and "saved" in str([n.message for n in app._notifications])
         await pilot.press("x", "r", "d")  # change everything
-        await settle(app, pilot)
+        await app.wait_idle()
         assert app.session.graph != parse_for_model(GRAPH, nt)
         await pilot.press("ctrl+o")
         await pilot.pause()
         app.screen.query_one("Input").value = str(f)
         await pilot.press("enter")
-        await settle(app, pilot)
+        await app.wait_idle()
         s = app.session
         assert (s.tokens, s.forced, s.strategy) == saved and s.lm is nt
         assert app.query_one("#graph", TextArea).text == format_human(s.graph)
@@ -485,7 +472,7 @@ async def test_session_save_and_open(trained, tmp_path):
             await pilot.pause()
             app.screen.query_one("Input").value = str(tmp_path / name)
             await pilot.press("enter")
-            await settle(app, pilot)
+            await app.wait_idle()
         assert app.lm is rev and app.session.lm is rev and app.session.graph == side.graph
         assert "stale session" in text_of(app, "#graph-status")
 
@@ -494,9 +481,9 @@ def test_snapshot_main_screen(snap_compare, trained):
     lm = trained("next-token")
 
     async def run_before(pilot) -> None:
-        await settle(pilot.app, pilot)
+        await pilot.app.wait_idle()
         await pilot.press("w")
-        await settle(pilot.app, pilot)
+        await pilot.app.wait_idle()
 
     assert snap_compare(ProbeApp([lm], graph=GRAPH), terminal_size=SIZE, run_before=run_before)
 

@@ -1,7 +1,8 @@
-"""Rich renderings of a probe session: the star, the answer, the confidence strip, the story line.
+"""Rich renderings of a probe session: the star, the answer, the confidence strip, the story line, and
+the app's one number format (``num``).
 
 Pure functions of a session (no model calls), so the app can render from the main thread while the
-model works in a thread worker.
+model works in a thread worker. Answer positions are named 1-based, "answer token k of n", everywhere.
 """
 
 from __future__ import annotations
@@ -98,8 +99,6 @@ def star(s) -> Text:
                 line.append_text(node(n))
             if g.goal in arm:
                 line.append(" ◎ goal", style=GOAL)
-            if i == g.goal_arm():
-                pass
         else:
             line.append("┤", style=DIM)
         lines.append(line)
@@ -125,12 +124,26 @@ def answer(s) -> Text:
             t.append("·", style=DIM)
     t.append("   ")
     if s.cursor < s.length:
-        t.append(f"{s.cursor}/{s.length} revealed", style=DIM)
+        t.append(f"{s.cursor} of {s.length} revealed", style=DIM)
     elif s.correct:
         t.append("✓ reaches the goal", style=GOOD)
     else:
         t.append("✗ wrong path", style=BAD)
     return t
+
+
+def num(x, digits: int = 2, short: bool = False) -> str:
+    """The app's one number format: probabilities and scores to ``digits`` places, None as "—";
+    ``short`` drops the leading zero for the narrow confidence strip (".93", "1.0")."""
+    if x is None:
+        return "—"
+    if isinstance(x, bool) or not isinstance(x, float):
+        return str(x)
+    if short and 0 <= x < 0.995:
+        return f"{x:.{digits}f}"[1:]
+    if short:
+        return "1.0"
+    return f"{x:.{digits}f}"
 
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
@@ -156,9 +169,9 @@ def strip(s, label: bool = True) -> Text:
         p = float(st.probs.max())
         cur = st.position == s.current
         mark = "◆" if st.position == s.decision_position else " "
-        t.append(f"{st.position}{mark}", style=("bold reverse" if cur else DIM) + (" magenta" if st.forced else ""))
+        t.append(f"{st.position + 1}{mark}", style=("bold reverse" if cur else DIM) + (" magenta" if st.forced else ""))
         t.append(bar(p, 4), style=conf_style(p))
-        t.append((" 1.0" if p >= 0.995 else " " + f"{p:.2f}"[1:]), style=conf_style(p))
+        t.append(" " + num(p, short=True), style=conf_style(p))
         t.append("  ")
     return t
 
@@ -168,7 +181,7 @@ def decision_note(s) -> tuple[str, float, bool]:
     st = s.steps[s.decision_position]
     options = st.legal or [t for t, _ in st.top(2)]
     probs = sorted(((float(st.probs[o]), o) for o in set(options)), reverse=True)
-    shown = " vs ".join(f"{s.token_str(o)}:{p:.2f}" for p, o in probs[:3])
+    shown = " vs ".join(f"{s.token_str(o)}:{num(p)}" for p, o in probs[:3])
     return shown, float(st.probs.max()), st.token == st.correct
 
 
@@ -188,11 +201,11 @@ def story(s) -> Text:
         t.append(f"forced onto the wrong arm at node {s.token_str(dstep.token)}, ")
         if len(follow) == len(after):
             conf = min((float(st.probs.max()) for st in after), default=1.0)
-            t.append(f"the model walks that arm to leaf {s.token_str(leaf)} (p ≥ {conf:.2f} each step), ")
+            t.append(f"the model walks that arm to leaf {s.token_str(leaf)} (p ≥ {num(conf)} at every token), ")
             t.append(f"ignoring the goal {s.token_str(s.graph.goal)}. ", style="bold")
             t.append("It learned 'next = a child of the previous token', not how to find the goal.")
         else:
-            t.append(f"the model follows it for {len(follow)} of {len(after)} steps, then leaves the arm.")
+            t.append(f"the model follows it for {len(follow)} of {len(after)} tokens, then leaves the arm.")
         t.append("  u: undo", style=DIM)
         return t
     if s.forced:
@@ -208,7 +221,7 @@ def story(s) -> Text:
         if dp not in s.forced:
             t.append("Press w to force the wrong arm.", style="bold")
     else:
-        t.append("Reverse order (goal→start): each step is the unique parent of the previous node, so there is "
+        t.append("Reverse order (goal→start): each token is the unique parent of the previous node, so there is "
                  f"no arm to guess (decision {shown}). ")
         if dp not in s.forced:
             t.append("Press w to force a wrong node.", style="bold")

@@ -1,0 +1,103 @@
+"""The graph editor: a text area validated as you type against the model, and its status line.
+
+It posts ``Chosen`` when the text names a valid graph other than the one already asked for; graphs the
+app puts in (a random one, a loaded line) go through ``show_graph`` and are not posted back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.markup import escape
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Label, TextArea
+
+from .render import graph_key
+
+PLACEHOLDER = "type a graph: 2→1, 0→10, 9→3 … || find(9 → 7)   (e to edit, r for a random one)"
+
+
+class GraphEditor(Vertical):
+    DEFAULT_CSS = """
+    GraphEditor {
+        height: auto;
+        padding: 0 1;
+        #graph { height: 2; background: $boost; }
+        #graph:focus { background: $surface-lighten-1; }
+        #graph-status { height: 1; width: 100%; color: $text-muted; }
+    }
+    """
+
+    @dataclass
+    class Chosen(Message):
+        """The user typed a valid graph that is not the one on show."""
+
+        graph: object
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.lm = None  # the model graphs are checked against (set once loaded)
+        self._intent = None  # the graph last asked for (typed or put in)
+        self._note: str | None = None  # said once beside the next valid graph that is the one put in
+
+    @property
+    def has_graph(self) -> bool:
+        """Whether a valid graph has been asked for yet."""
+        return self._intent is not None
+
+    def compose(self) -> ComposeResult:
+        yield TextArea("", id="graph", soft_wrap=True, compact=True, tab_behavior="focus", placeholder=PLACEHOLDER)
+        yield Label("loading model…", id="graph-status")
+
+    def on_mount(self) -> None:
+        self.query_one("#graph").border_title = "graph"
+
+    @property
+    def text(self) -> str:
+        return self.query_one("#graph", TextArea).text
+
+    def set_text(self, text: str) -> None:
+        self.query_one("#graph", TextArea).load_text(text)
+
+    def say(self, markup: str) -> None:
+        """Replace the status line (Rich markup)."""
+        self.query_one("#graph-status", Label).update(markup)
+
+    def error(self, message: str) -> None:
+        self.say(f"[red]✗ {escape(message)}[/]")
+
+    def show_graph(self, graph, note: str | None = None) -> None:
+        """Put a graph the app chose in the editor; ``note`` says where it came from."""
+        from ...task import format_human
+
+        self._intent = graph_key(graph)
+        self._note = note
+        self.set_text(format_human(graph))
+
+    @on(TextArea.Changed, "#graph")
+    def _changed(self, event: TextArea.Changed) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.lm is None:
+            return
+        from ...errors import GraphError
+        from ...probing import parse_for_model
+
+        try:
+            g = parse_for_model(self.text, self.lm)
+        except GraphError as e:
+            self.error(str(e))
+            return
+        ood = g.ood_reasons(self.lm.task.degree, self.lm.task.path_len)
+        warn = f"  [yellow]⚠ {escape('; '.join(ood))}[/]" if ood else ""
+        mine = graph_key(g) == self._intent
+        note = f"{escape(self._note)}: " if self._note and mine else ""
+        self._note = None
+        self.say(f"[green]✓[/] {note}{len(g.edges)} edges, start {g.start} → goal {g.goal}{warn}")
+        if not mine:
+            self._intent = graph_key(g)
+            self.post_message(self.Chosen(g))
