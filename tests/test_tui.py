@@ -496,3 +496,107 @@ def test_app_module_does_not_import_torch():
 def test_cli_has_tui_command():
     res = CliRunner().invoke(cli_app, ["tui", "--help"])
     assert res.exit_code == 0 and "probing app" in res.output
+
+
+def _help_text(app) -> str:
+    assert isinstance(app.screen, TextModal)
+    return app.screen.markdown
+
+
+@sync
+async def test_help_and_palette_are_built_from_the_bindings(lm):
+    """Every key the app answers is in the help screen with its keys and text, and in the README's key table;
+    every binding but quit is a palette command."""
+    from ntp_probe.tui.screens.modals import keys_text
+
+    app = ProbeApp([lm], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.wait_idle()
+        await pilot.press("f1")
+        await pilot.pause()
+        shown = _help_text(app)
+        bindings = app.key_bindings()
+        assert len(bindings) >= 20
+        for b in bindings:
+            assert b.tooltip, f"{b.key}: no tooltip, so no help line"
+            assert f"* `{keys_text(b)}`: {b.tooltip}" in shown
+        assert "ctrl+p" in shown  # the palette's own key
+        await pilot.press("escape")
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        for b in app.BINDINGS:
+            if b.action not in ("quit", "leave_editor"):
+                assert b.tooltip.partition(": ")[0] in titles
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme[readme.index("## The app"):]
+    table = table[: table.index("\n## ", 1)]
+    for b in app.BINDINGS:
+        names = [k.strip() for k in b.key.split(",")]
+        shown_as = {n: n for n in names} | {"right": "→", "left": "←", "question_mark": "?",
+                                             "right_square_bracket": "]", "left_square_bracket": "["}
+        assert any(f"`{shown_as.get(n, n)}`" in table for n in names), f"README's key table lacks {b.key}"
+
+
+@sync
+async def test_one_name_for_the_answer_position(trained):
+    """The decoding title, the distribution header, the strip, the attention and lens panels and the force
+    prompt all name the position on show the same way: answer token k of n, from 1 (issue #16)."""
+    for objective in ("next-token", "reverse"):
+        m = trained(objective)
+        app = ProbeApp([m], graph=GRAPH)
+        async with app.run_test(size=SIZE) as pilot:
+            await app.wait_idle()
+            for cursor in range(4):
+                await pilot.press("0", *(["n"] * cursor))
+                await app.wait_idle()
+                k = min(cursor, 2) + 1
+                name = f"answer token {k} of 3"
+                assert app.session.token_label() == name
+                assert name in app.query_one("#decode").border_title
+                assert text_of(app, "#dist-head").startswith(name)
+                assert f"at {name}" in text_of(app, "#attention")
+                strip = app.query_one("#strip").render()
+                current = [span for span in strip.spans if getattr(span.style, "reverse", False)]
+                assert len(current) == 1 and strip.plain[current[0].start : current[0].end].startswith(str(k))
+                await pilot.press("l")
+                assert f"logit lens at {name}" in text_of(app, "#attention")
+                await pilot.press("l", "f")
+                await pilot.pause()
+                assert isinstance(app.screen, Prompt) and app.screen.title_text == f"force which node at {name}?"
+                await pilot.press("escape")
+            await pilot.press("f1")
+            await pilot.pause()
+            assert "answer token k of n" in _help_text(app)
+
+
+@sync
+async def test_failed_writes_are_messages(lm, tmp_path, monkeypatch):
+    """A screenshot or a session save that cannot be written says so and the app goes on, session intact
+    (issue #15: `cd /sys/kernel && ntp-probe tui`, press s)."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    places = [gone] + ([Path("/sys/kernel")] if Path("/sys/kernel").is_dir() else [])
+    for place in places:
+        monkeypatch.chdir(place)
+        if place == gone:
+            gone.rmdir()  # the current directory no longer exists
+        app = ProbeApp([lm], graph=GRAPH)
+        async with app.run_test(size=SIZE) as pilot:
+            await app.wait_idle()
+            await pilot.press("w")
+            await app.wait_idle()
+            before = (app.session.tokens, dict(app.session.forced))
+            await pilot.press("s")
+            await pilot.pause()
+            assert app.is_running
+            messages = [n.message for n in app._notifications]
+            assert any("cannot save a screenshot" in m for m in messages), messages
+            if place != gone:
+                await pilot.press("ctrl+s")
+                await pilot.pause()
+                app.screen.query_one("Input").value = str(place / "s.json")
+                await pilot.press("enter")
+                await app.wait_idle()
+                assert app.is_running and not (place / "s.json").exists()
+                assert any("cannot save the session" in n.message for n in app._notifications)
+                assert "cannot save the session" in text_of(app, "#graph-status")
+            assert (app.session.tokens, dict(app.session.forced)) == before

@@ -599,10 +599,12 @@ class ProbeApp(App):
 
     def action_screenshot(self) -> None:
         """An SVG in the current directory; a directory that cannot be written is a message, not a crash."""
+        where = "the current directory"
         try:
-            path = self.save_screenshot(path=os.getcwd())
+            where = os.getcwd()  # gone if the directory was deleted under us
+            path = self.save_screenshot(path=where)
         except OSError as e:
-            self.notify(f"cannot save a screenshot in {os.getcwd()}: {e.strerror or e}", title="screenshot",
+            self.notify(f"cannot save a screenshot in {where}: {e.strerror or e}", title="screenshot",
                         severity="error", timeout=10)
             return
         self.notify(f"screenshot saved to {path}", title="screenshot")
