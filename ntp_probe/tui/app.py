@@ -7,8 +7,8 @@ How it fits together:
   Adding a panel is one widget module plus its line in ``compose``.
 * **Keys** are ``BINDINGS`` (description for the footer, tooltip for the help screen and the command palette,
   both built from them).
-* **Model work** only in thread workers. An action queues an ``Op``: a call of the probing API
-  (``ProbeSession.then(ProbeSession.step)``…); one worker at a time drains the queue in order, each op on the
+* **Model work** only in thread workers. An action queues an ``Op`` (``ops.py``): a call of the probing API
+  (``session.then(ProbeSession.step)``…); one worker at a time drains the queue in order, each op on the
   session the previous one returned, then decodes the comparison model (``session.mirror``, cached per state),
   the attention and the logit lens, and posts a ``Decoded`` message. Sessions handed to the UI are never
   changed again, so no key press is lost or applied out of order and rendering is safe.
@@ -22,15 +22,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -41,6 +38,7 @@ from textual.widgets import Footer, Header
 from textual.worker import get_current_worker
 
 from ..errors import NtpProbeError
+from .ops import Op, OpQueue
 from .screens.modals import Prompt, TextModal, help_markdown
 from .widgets.base import Probed, ShowsProbe, probe_panels
 from .widgets.compare import ComparePanel
@@ -68,35 +66,8 @@ class Decoded(Message):
     loaded: str | None = None  # what an op loaded (a file line, a session): its graph goes in the editor
 
 
-@dataclass(frozen=True)
-class Op:
-    """One queued operation, run in the worker on the session the previous one returned.
-
-    ``change``: a ``ProbeSession`` method that changes a session in place, applied to a copy
-    (``session.then(change, *args)``); ``start``: builds a session when there is none yet (or always, without a
-    ``change``); ``effect``: uses the session without changing it (saving). ``loads`` names what it loads;
-    ``done`` is said when it succeeds."""
-
-    change: Callable | None = None
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-    start: Callable | None = None
-    effect: Callable | None = None
-    loads: str | None = None
-    done: str | None = None
-
-    def run(self, s):
-        if self.start is not None and (s is None or self.change is None):
-            return self.start()
-        if s is None:
-            raise NtpProbeError("no graph yet")
-        if self.effect is not None:
-            self.effect(s)
-            return s
-        return s if self.change is None else s.then(self.change, *self.args, **self.kwargs)
-
-
-def _session_api():
+def _api():
+    """The probing API's session class, imported when first needed (the app module itself imports no torch)."""
     from ..probing import ProbeSession  # torch: only once the models are loaded
 
     return ProbeSession
@@ -156,17 +127,12 @@ class ProbeApp(App):
         self.compare_index: int | None = None
         self.load_error: str | None = None
         self.probed: Probed | None = None  # what the panels show
-        self.applied = 0  # operations applied (in order) since the start
+        self.queue = OpQueue()
         self.first_paint: float | None = None
         self.loaded_at: float | None = None
         self._session_path = "session.json"
         self._last_line = ""
         self._loaded = False
-        # the operation queue, drained by one thread worker at a time
-        self._lock = threading.Lock()
-        self._queue: deque[Op] = deque()
-        self._draining = False
-        self._work_session = None  # the session after the last op applied (the worker's)
         self._shown = 0  # ``applied`` as of the result on show
 
     # -- layout ------------------------------------------------------------------------------------
@@ -244,12 +210,15 @@ class ProbeApp(App):
         return None if s is None else ([st.token for st in s.steps], [st.forced for st in s.steps], s.cursor)
 
     @property
+    def applied(self) -> int:
+        """Operations applied (in order) since the start."""
+        return self.queue.applied
+
+    @property
     def idle(self) -> bool:
         """Models loaded (or failed), nothing queued or running, no message in flight, the last result on show."""
-        with self._lock:
-            busy = self._draining or bool(self._queue)
         pending = any(n.message_queue_size for n in (self, *self.screen.walk_children(with_self=True)))
-        return self._loaded and not busy and not pending and self._shown == self.applied
+        return self._loaded and not self.queue.busy and not pending and self._shown == self.applied
 
     async def wait_idle(self, timeout: float = 60.0) -> None:
         """Wait until the app is ``idle``: the one way for tests and scripts to wait for the model work."""
@@ -340,12 +309,8 @@ class ProbeApp(App):
         if op.start is None and not self.editor.has_graph:
             self.notify("no valid graph yet: type one (e) or press r", severity="warning")
             return False
-        with self._lock:
-            self._queue.append(op)
-            if self._draining:
-                return True
-            self._draining = True
-        self.run_worker(self._drain, thread=True, exclusive=True, group="decode", name="decode")
+        if self.queue.push(op):
+            self.run_worker(self._drain, thread=True, exclusive=True, group="decode", name="decode")
         return True
 
     def change(self, method: Callable, *args, **kwargs) -> bool:
@@ -353,29 +318,9 @@ class ProbeApp(App):
         return self.submit(Op(method, args, kwargs))
 
     def _drain(self) -> None:
-        worker = get_current_worker()
-        errors: list[str] = []
-        loaded = None
-        t0 = time.perf_counter()
-        while True:
-            with self._lock:
-                if not self._queue or worker.is_cancelled:
-                    self._draining = False
-                    s, seq = self._work_session, self.applied
-                    break
-                op = self._queue.popleft()
-            try:
-                self._work_session = op.run(self._work_session)
-                if op.loads is not None:
-                    loaded = op.loads
-                if op.done is not None:
-                    self.call_from_thread(self.notify, op.done, title="session")
-            except NtpProbeError as e:
-                errors.append(str(e))
-            except Exception as e:  # noqa: BLE001 - a message, never a crash
-                errors.append(f"{e.__class__.__name__}: {e}")
-            self.applied += 1
-        self.post_message(Decoded(seq, None if s is None else self._probe(s, t0), errors, loaded))
+        worker, t0 = get_current_worker(), time.perf_counter()
+        d = self.queue.drain(lambda: worker.is_cancelled, lambda m: self.call_from_thread(self.notify, m, title="session"))
+        self.post_message(Decoded(d.applied, None if d.session is None else self._probe(d.session, t0), d.errors, d.loaded))
 
     def _probe(self, s, t0: float) -> Probed:
         """In the worker: what the panels show about ``s`` (the comparison model's decode, attention, lens)."""
@@ -427,7 +372,7 @@ class ProbeApp(App):
     # -- the graph ----------------------------------------------------------------------------------
     def submit_graph(self, g, loads: str | None = None) -> None:
         """Decode a new graph, the whole answer revealed (the session's strategy kept)."""
-        ProbeSession = _session_api()
+        ProbeSession = _api()
         self.submit(Op(ProbeSession.set_graph, (g,), {"cursor": None}, start=partial(ProbeSession, self.lm, g),
                        loads=loads))
 
@@ -447,29 +392,29 @@ class ProbeApp(App):
 
     # -- actions ------------------------------------------------------------------------------------
     def action_step(self) -> None:
-        self.change(_session_api().step)
+        self.change(_api().step)
 
     def action_back(self) -> None:
-        self.change(_session_api().back)
+        self.change(_api().back)
 
     def action_run_to_end(self) -> None:
-        self.change(_session_api().run_to_end)
+        self.change(_api().run_to_end)
 
     def action_reset(self) -> None:
-        self.change(_session_api().reset)
+        self.change(_api().reset)
 
     def action_wrong_arm(self) -> None:
-        self.change(_session_api().force_wrong_arm, required=True)
+        self.change(_api().force_wrong_arm, required=True)
 
     def action_unforce(self) -> None:
-        self.change(_session_api().undo_force)
+        self.change(_api().undo_force)
 
     def action_clear_forced(self) -> None:
-        self.change(_session_api().clear_forced)
+        self.change(_api().clear_forced)
 
     def action_next_strategy(self) -> None:
         """d: relative to the queue's session, so fast presses each advance once."""
-        self.change(_session_api().next_strategy)
+        self.change(_api().next_strategy)
 
     def action_random_graph(self) -> None:
         if self._have_model():
@@ -477,7 +422,7 @@ class ProbeApp(App):
 
     @on(DistributionPanel.Force)
     def _force_picked(self, msg: DistributionPanel.Force) -> None:
-        self.change(_session_api().force, msg.position, msg.token)
+        self.change(_api().force, msg.position, msg.token)
 
     def action_force_typed(self) -> None:
         s = self.session
@@ -496,7 +441,7 @@ class ProbeApp(App):
 
         def done(value: str | None) -> None:
             if value is not None:
-                self.change(_session_api().force, pos, int(value.strip()))
+                self.change(_api().force, pos, int(value.strip()))
 
         self.push_screen(Prompt(f"force which node at {s.token_label(pos)}?", f"a node id, 0..{n - 1}",
                                 validate=validate), done)
@@ -529,7 +474,7 @@ class ProbeApp(App):
             self._last_line = value
             path, line = split(value)
             path = str(Path(path).expanduser())
-            self.submit(Op(_session_api().set_graph_from_file, (path, int(line)), loads=f"{path}:{int(line)}"))
+            self.submit(Op(_api().set_graph_from_file, (path, int(line)), loads=f"{path}:{int(line)}"))
 
         self.push_screen(Prompt("load a graph from a data file", "path/to/file.txt:LINE",
                                 value=self._last_line, validate=validate), done)
@@ -561,7 +506,7 @@ class ProbeApp(App):
             if value is not None:
                 self._session_path = value
                 path = str(Path(value).expanduser())
-                self.submit(Op(effect=partial(_session_api().save, path=path), done=f"session saved to {path}"))
+                self.submit(Op(effect=partial(_api().save, path=path), done=f"session saved to {path}"))
 
         self.push_screen(Prompt("save this session (model, graph, forced tokens, decoding) as", "session.json",
                                 value=self._session_path, validate=validate), done)
