@@ -600,3 +600,27 @@ async def test_failed_writes_are_messages(lm, tmp_path, monkeypatch):
                 assert any("cannot save the session" in n.message for n in app._notifications)
                 assert "cannot save the session" in text_of(app, "#graph-status")
             assert (app.session.tokens, dict(app.session.forced)) == before
+
+
+@sync
+async def test_a_panel_is_one_widget_and_one_compose_line(lm):
+    """Adding a panel: a ProbeText subclass and its line in compose; it is handed every decode like the others."""
+    from rich.text import Text
+
+    from ntp_probe.tui.widgets.base import ProbeText
+
+    class Tokens(ProbeText):
+        def probe_text(self, p):
+            return Text(f"tokens {p.session.tokens} cursor {p.session.cursor}")
+
+    class WithTokens(ProbeApp):
+        def compose(self):
+            yield from super().compose()
+            yield Tokens("", id="tokens")
+
+    app = WithTokens([lm], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.wait_idle()
+        await pilot.press("w", "0", "n")
+        await app.wait_idle()
+        assert text_of(app, "#tokens") == f"tokens {app.session.tokens} cursor 1"

@@ -76,7 +76,7 @@ def _api():
 class ProbeApp(App):
     """``ntp-probe tui [MODEL ...]``."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute: subclasses elsewhere find it too
     TITLE = "ntp-probe"
     SUB_TITLE = "loading model…"
 

@@ -55,7 +55,7 @@ def layers_text(s, rows: list[dict] | None) -> Text:
         t.append(f"vs {r['best_wrong']:>3} ", style=DIM)
         t.append(num(r["best_wrong_prob"]), style="yellow")
         if gap is not None:
-            t.append(f"  gap {gap:+.2f}", style="green" if gap > 0 else "red")
+            t.append(f"  gap {num(gap, signed=True)}", style="green" if gap > 0 else "red")
         t.append(f"  top {r['top']}\n", style=DIM)
     return t
 

@@ -132,9 +132,9 @@ def answer(s) -> Text:
     return t
 
 
-def num(x, digits: int = 2, short: bool = False) -> str:
+def num(x, digits: int = 2, short: bool = False, signed: bool = False) -> str:
     """The app's one number format: probabilities and scores to ``digits`` places, None as "—";
-    ``short`` drops the leading zero for the narrow confidence strip (".93", "1.0")."""
+    ``short`` drops the leading zero for the narrow confidence strip (".93", "1.0"); ``signed`` for gaps."""
     if x is None:
         return "—"
     if isinstance(x, bool) or not isinstance(x, float):
@@ -143,7 +143,7 @@ def num(x, digits: int = 2, short: bool = False) -> str:
         return f"{x:.{digits}f}"[1:]
     if short:
         return "1.0"
-    return f"{x:.{digits}f}"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
