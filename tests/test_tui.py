@@ -273,10 +273,10 @@ async def test_compare_models_side_by_side(trained):
     app = ProbeApp([nt, rev], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
         await app.wait_idle()
-        assert app.mirror is not None and app.mirror.lm is rev
+        assert app.probed.mirror is not None and app.probed.mirror.lm is rev
         await pilot.press("w")
         await app.wait_idle()
-        m = app.mirror
+        m = app.probed.mirror
         assert m.graph == app.session.graph
         # forced prefix mapped by path position: the reverse model has start at its last position
         assert m.forced == {2: 0, 1: 3} and m.tokens[1] == 3
@@ -299,8 +299,8 @@ async def test_compare_mismatch_is_shown_in_the_pane(trained, tmp_path):
     app = ProbeApp([wide, trained("next-token")], graph="1→2, 0→1, 0→13, 13→4 || find(0 → 2)")
     async with app.run_test(size=SIZE) as pilot:
         await app.wait_idle()
-        assert app.session is not None and app.mirror is None
-        assert "node id 13 is out of range" in app.mirror_error
+        assert app.session is not None and app.probed.mirror is None
+        assert "node id 13 is out of range" in app.probed.mirror_error
         assert "out of range" in text_of(app, "#compare")
 
 
@@ -311,7 +311,7 @@ async def test_attention_panel(lm):
         await app.wait_idle()
         shown = text_of(app, "#attention")
         assert "layer 1/1 head 1/2" in shown and "most-attended edge" in shown
-        (u, v), _ = app.attention.top_edge(0, 0)
+        (u, v), _ = app.probed.attention.top_edge(0, 0)
         assert f"{u}→{v}" in shown
         await pilot.press("]")
         await pilot.pause()
@@ -397,7 +397,7 @@ async def test_decoding_strategy_cycles_and_mirrors(trained):
             await pilot.press("d")
             await app.wait_idle()
             seen.append(app.session.strategy.kind)
-            assert app.mirror.strategy == app.session.strategy  # the side model decodes the same way
+            assert app.probed.mirror.strategy == app.session.strategy  # the side model decodes the same way
         assert seen == ["sample", "beam", "verify", "greedy"]
         await pilot.press("d", "d", "d")  # to the verifier: it keeps sampling until the answer is a valid path
         await app.wait_idle()
@@ -418,7 +418,7 @@ async def test_logit_lens_panel(lm):
         await app.wait_idle()
         shown = text_of(app, "#attention")
         rows = app.session.layers()
-        assert app.lens == rows and len(rows) == lm.model.config.n_layer
+        assert app.probed.lens == rows and len(rows) == lm.model.config.n_layer
         assert "logit lens at answer token 2 of 3 (decision step)" in shown
         r = rows[-1]
         assert f"L{r['layer']} " in shown and f"vs {r['best_wrong']:>3} {r['best_wrong_prob']:.2f}" in shown

@@ -128,8 +128,6 @@ class ProbeApp(App):
         self.load_error: str | None = None
         self.probed: Probed | None = None  # what the panels show
         self.queue = OpQueue()
-        self.first_paint: float | None = None
-        self.loaded_at: float | None = None
         self._session_path = "session.json"
         self._last_line = ""
         self._loaded = False
@@ -160,7 +158,6 @@ class ProbeApp(App):
         self.call_after_refresh(self._start_loading)
 
     def _start_loading(self) -> None:
-        self.first_paint = time.perf_counter()
         self.set_timer(0.05, self.load_models)
 
     def on_resize(self, event) -> None:
@@ -171,30 +168,10 @@ class ProbeApp(App):
     def editor(self) -> GraphEditor:
         return self.screen_stack[0].query_one(GraphEditor)
 
-    # -- what is on show (for the actions and for tests) --------------------------------------------
+    # -- what is on show (``probed``: the session, the mirror, attention, lens) ---------------------
     @property
     def session(self):
         return None if self.probed is None else self.probed.session
-
-    @property
-    def mirror(self):
-        return None if self.probed is None else self.probed.mirror
-
-    @property
-    def mirror_error(self) -> str | None:
-        return None if self.probed is None else self.probed.mirror_error
-
-    @property
-    def attention(self):
-        return None if self.probed is None else self.probed.attention
-
-    @property
-    def lens(self) -> list[dict] | None:
-        return None if self.probed is None else self.probed.lens
-
-    @property
-    def last_decode_s(self) -> float | None:
-        return None if self.probed is None else self.probed.seconds
 
     @property
     def lm(self):
@@ -217,7 +194,8 @@ class ProbeApp(App):
     @property
     def idle(self) -> bool:
         """Models loaded (or failed), nothing queued or running, no message in flight, the last result on show."""
-        pending = any(n.message_queue_size for n in (self, *self.screen.walk_children(with_self=True)))
+        nodes = [self, *(n for screen in self.screen_stack for n in screen.walk_children(with_self=True))]
+        pending = any(n.message_queue_size for n in nodes)
         return self._loaded and not self.queue.busy and not pending and self._shown == self.applied
 
     async def wait_idle(self, timeout: float = 60.0) -> None:
@@ -268,7 +246,6 @@ class ProbeApp(App):
 
     @on(ModelsLoaded)
     def _models_loaded(self, msg: ModelsLoaded) -> None:
-        self.loaded_at = time.perf_counter()
         self._loaded = True
         for sel in ("#decode", "#dist", "#side"):
             self.query_one(sel).loading = False
