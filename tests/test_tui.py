@@ -522,10 +522,13 @@ async def test_help_and_palette_are_built_from_the_bindings(lm):
             assert f"* `{keys_text(b)}`: {b.tooltip}" in shown
         assert "ctrl+p" in shown  # the palette's own key
         await pilot.press("escape")
-        titles = {c.title for c in app.get_system_commands(app.screen)}
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
         for b in app.BINDINGS:
             if b.action not in ("quit", "leave_editor"):
-                assert b.tooltip.partition(": ")[0] in titles
+                assert b.tooltip.partition(": ")[0] in commands
+        app.call_later(commands["Random graph"].callback)  # as the palette runs a command
+        await app.wait_idle()
+        assert app.graph_seed == 1 and app.session.graph.edges == next(generate(2, 3, 10, 1, seed=1).graphs()).edges
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     table = readme[readme.index("## The app"):]
     table = table[: table.index("\n## ", 1)]
