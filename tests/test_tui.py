@@ -627,3 +627,15 @@ async def test_a_panel_is_one_widget_and_one_compose_line(lm):
         await pilot.press("w", "0", "n")
         await app.wait_idle()
         assert text_of(app, "#tokens") == f"tokens {app.session.tokens} cursor 1"
+
+
+def test_model_card_is_the_shipped_card_or_one_from_the_header(lm):
+    """The app's card (i) and the shipped README come from the one card_markdown (cards.py)."""
+    from ntp_probe.cards import card_markdown, model_card
+    from ntp_probe.checkpoint import load
+
+    shipped = load("g2-5-next-token")
+    assert model_card(shipped) == (shipped.path.parent / "README.md").read_text()
+    card = model_card(lm)
+    assert card == card_markdown(lm) and card.startswith(f"# {lm.display_name}")
+    assert "G(2,3) N=10" in card and "- steps: " in card and "## Figures in the model's header" in card
