@@ -39,8 +39,9 @@ class Op:
             raise NtpProbeError("no graph yet")
         if self.effect is not None:
             self.effect(s)
-            return s
-        return s if self.change is None else s.then(self.change, *self.args, **self.kwargs)
+        if self.change is None:
+            return s.copy()  # a copy all the same: the session on show is never touched again (its mirror cache)
+        return s.then(self.change, *self.args, **self.kwargs)
 
 
 @dataclass
