@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.keys import format_key
 from textual.containers import Vertical, VerticalScroll
+from textual.keys import format_key
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Markdown
 
@@ -24,7 +24,8 @@ is a child of the previous one". It never learns the decision, so it guesses it 
 wrong arm to the wrong leaf. A **reverse** model (goal→start) has no decision to guess.
 
 Positions are named one way everywhere: **answer token k of n** (from 1, in the model's answer order) is
-the token whose distribution is on show, the next one to reveal; the confidence strip numbers them the same.
+the token whose distribution is on show: the next one to reveal, or the last once all are. The confidence
+strip numbers the tokens the same way.
 """
 
 HELP_OUTRO = """

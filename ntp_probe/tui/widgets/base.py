@@ -2,8 +2,8 @@
 
 A panel is a widget with the ``ShowsProbe`` mixin (a ``probed`` reactive); after each decode the app sets it
 on every such widget of its screen (``probe_panels``), nested ones included, and each renders itself in
-``show_probed``. A snapshot is never
-changed after it is handed over, so rendering on the main thread is safe while the model works.
+``show_probed``. A snapshot is never changed after it is handed over, so rendering on the main thread is
+safe while the model works.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual.reactive import reactive
 from textual.dom import DOMNode
+from textual.reactive import reactive
 from textual.widgets import Static
 
 
