@@ -10,6 +10,7 @@ from pathlib import Path
 from . import checkpoint as ckpt
 from .atomic import atomic_write, atomic_write_text
 from .evaluate import evaluate
+from .fmt import fmt
 from .metrics import clever_hans
 from .task import read_lines
 from .runs import METRICS_FILE
@@ -59,11 +60,7 @@ def model_card(lm: ckpt.LoadedModel) -> str:
 
 
 def _cell(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    if isinstance(v, list):
-        return " ".join(_cell(x) for x in v)
-    return "—" if v is None else str(v)
+    return fmt(v) if v is None or isinstance(v, (float, list)) else str(v)
 
 
 def card_markdown(lm: ckpt.LoadedModel, ev: dict | None = None, ch: dict | None = None, note: str | None = None,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from rich.style import Style
 from rich.text import Text
 
+from ...fmt import fmt
+
 FORCED = "bold magenta"
 GOOD = "bold green"
 LEGAL = "bold yellow"
@@ -134,16 +136,13 @@ def answer(s) -> Text:
 
 def num(x, digits: int = 2, short: bool = False, signed: bool = False) -> str:
     """The app's one number format: probabilities and scores to ``digits`` places, None as "—";
-    ``short`` drops the leading zero for the narrow confidence strip (".93", "1.0"); ``signed`` for gaps."""
-    if x is None:
-        return "—"
-    if isinstance(x, bool) or not isinstance(x, float):
-        return str(x)
-    if short and 0 <= x < 0.995:
-        return f"{x:.{digits}f}"[1:]
+    ``short`` drops the leading zero for the narrow confidence strip (".93", "1.0"); ``signed`` for gaps.
+    Plain figures are the engine's ``fmt`` (tables and reports) with two decimals."""
+    if x is None or isinstance(x, bool) or not isinstance(x, float):
+        return fmt(None) if x is None else str(x)
     if short:
-        return "1.0"
-    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+        return f"{x:.{digits}f}"[1:] if 0 <= x < 0.995 else "1.0"
+    return f"{x:+.{digits}f}" if signed else fmt(x, digits)
 
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
