@@ -1,7 +1,7 @@
 """The teacherless map: which recipes fit which shapes on this CPU.
 
     python docs/teacherless/map.py collect runs/tl-g2-3-4L runs/… [--name NAME]   # keep a run's record here
-    python docs/teacherless/map.py table                                         # the markdown table + curves.png
+    python docs/teacherless/map.py table [--readme]                              # the markdown table + curves.png
 
 `collect` stores each run's config, command and held-out curve (metrics.jsonl) as `runs/NAME.json` in this
 folder, so the table and the figure are rebuilt from this folder alone. A run still training can be collected
@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RECORDS = HERE / "runs"
+BEGIN, END = "<!-- map: python map.py table --readme -->", "<!-- /map -->"
 
 
 def collect(run: Path, name: str | None) -> Path:
@@ -50,6 +50,7 @@ def recipe(rec: dict) -> str:
     if c.get("weight_decay"):
         parts.append(f"wd {c['weight_decay']:g}")
     parts.append(f"file {Path(c['train_file']).name}" if c.get("train_file") else "fresh graphs")
+    parts.append(f"seed {c.get('seed')}")
     if c.get("init_from"):
         parts.append(f"from {Path(c['init_from']).name}")
     return ", ".join(parts)
@@ -119,14 +120,24 @@ def main() -> None:
     c = sub.add_parser("collect")
     c.add_argument("runs", nargs="+", type=Path)
     c.add_argument("--name")
-    sub.add_parser("table")
+    t = sub.add_parser("table")
+    t.add_argument("--readme", action="store_true", help="write the table into README.md between its map markers")
     args = ap.parse_args()
     if args.cmd == "collect":
         for run in args.runs:
             print(collect(run, args.name if len(args.runs) == 1 else None))
     else:
-        print(table())
-        print(f"\n![curves]({plot().name})", file=sys.stderr)
+        md = table()
+        plot()
+        if args.readme:
+            readme = HERE / "README.md"
+            text = readme.read_text()
+            head, rest = text.split(BEGIN, 1)
+            tail = rest.split(END, 1)[1]
+            tmp = readme.with_suffix(".md.tmp")
+            tmp.write_text(f"{head}{BEGIN}\n{md}\n{END}{tail}")
+            os.replace(tmp, readme)
+        print(md)
 
 
 if __name__ == "__main__":
