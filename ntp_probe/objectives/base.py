@@ -103,6 +103,7 @@ class Objective:
     name: ClassVar[str] = "?"
     options: ClassVar[dict[str, object]] = {}  # option name -> default (set as attributes)
     answer_order: ClassVar[str] = "forward"
+    answer_direction: ClassVar[str] = "start→goal"  # how the answer runs, for people
     causal: ClassVar[bool] = True  # False: the model attends both ways
     extra_context: ClassVar[int] = 0  # tokens beyond ``task.seq_len`` the model must hold
     strategies: ClassVar[tuple[str, ...]] = ("greedy", "sample", "beam", "verify")

@@ -13,6 +13,7 @@ from .base import Objective
 class Reverse(Objective):
     name = "reverse"
     answer_order = "reverse"
+    answer_direction = "goal→start"
     decision_step = False
     no_decision = ("a reverse model answers goal→start, where every step is a lookup of the parent and there is no "
                    "arm to choose")

@@ -113,8 +113,7 @@ def star(s) -> Text:
 def answer(s) -> Text:
     """The answer so far, in the model's order, with forced tokens marked ``*``."""
     t = Text()
-    order = "goal→start" if s.answer_order == "reverse" else "start→goal"
-    t.append(f"answer ({order}) ", style=DIM)
+    t.append(f"answer ({s.objective.answer_direction}) ", style=DIM)
     for st in s.steps:
         if st.position:
             t.append(" → ", style=DIM)
