@@ -23,6 +23,7 @@ from .archs import ARCHS
 from .objectives import Objective, from_meta as objective_from_meta
 from .safejson import is_int, is_real
 from .safejson import loads as safe_loads
+from .task import MAX_SHAPES, Topologies
 from .tokenizer import Tokenizer
 
 FORMAT = "ntp-probe/1"
@@ -33,9 +34,57 @@ STATE_FILE = "train_state.safetensors"
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """What a model was trained on. One shape G(degree, path_len), or a topology set (``degrees`` × ``path_lens``,
+    then ``degree`` and ``path_len`` are the set's largest: they size the context)."""
+
     degree: int
     path_len: int
     nodes: int
+    degrees: tuple[int, ...] = ()  # a topology set (empty: the one shape above)
+    path_lens: tuple[int, ...] = ()
+
+    @staticmethod
+    def of(topologies: Topologies, nodes: int) -> TaskSpec:
+        if not topologies.mixed:
+            return TaskSpec(topologies.degrees[0], topologies.path_lens[0], nodes)
+        return TaskSpec(topologies.max_degree, topologies.max_path_len, nodes, topologies.degrees, topologies.path_lens)
+
+    @property
+    def topologies(self) -> Topologies:
+        return Topologies(self.degrees or (self.degree,), self.path_lens or (self.path_len,))
+
+    @property
+    def mixed(self) -> bool:
+        return self.topologies.mixed
+
+    def answer_len(self, path_len: int) -> int:
+        """How many answer tokens to decode for a graph whose path has ``path_len`` nodes: its own in a topology
+        set's model, the model's one length otherwise (as always)."""
+        return path_len if self.mixed else self.path_len
+
+    def to_meta(self) -> dict:
+        meta = {"degree": self.degree, "path_len": self.path_len, "nodes": self.nodes}
+        if self.mixed:
+            meta.update(degrees=list(self.degrees), path_lens=list(self.path_lens))
+        return meta
+
+    @staticmethod
+    def from_meta(task: dict) -> TaskSpec:
+        """The header's task; ``degrees``/``path_lens`` lists (a topology set) are optional."""
+        spec = TaskSpec(**{k: int(task[k]) for k in ("degree", "path_len", "nodes")})
+        if "degrees" in task or "path_lens" in task:
+            sets = {}
+            for key in ("degrees", "path_lens"):
+                v = task.get(key)
+                if not isinstance(v, list) or not v or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+                    raise ValueError(f"task {key} must be a non-empty list of integers")
+                sets[key] = tuple(sorted(set(v)))
+            spec = TaskSpec(spec.degree, spec.path_len, spec.nodes, sets["degrees"], sets["path_lens"])
+            if (max(spec.degrees), max(spec.path_lens)) != (spec.degree, spec.path_len):
+                raise ValueError("task degree/path_len must be the largest of degrees/path_lens")
+            if min(spec.degrees) < 1 or min(spec.path_lens) < 2:
+                raise ValueError("task degrees must be ≥ 1 and path_lens ≥ 2")
+        return spec
 
     @property
     def num_edges(self) -> int:
@@ -51,7 +100,7 @@ class TaskSpec:
         return self.question_len + self.path_len - 1
 
     def label(self) -> str:
-        return f"G({self.degree},{self.path_len}) N={self.nodes}"
+        return f"{self.topologies.label()} N={self.nodes}"
 
 
 @dataclass
@@ -96,7 +145,7 @@ def make_meta(model: torch.nn.Module, task: TaskSpec, objective: Objective, **ex
     return {
         "format": FORMAT,
         "config": model.config.to_dict(),
-        "task": {"degree": task.degree, "path_len": task.path_len, "nodes": task.nodes},
+        "task": task.to_meta(),
         "objective": objective.to_meta(),
         **extra,
     }
@@ -171,6 +220,11 @@ def check_meta(path: Path, meta: dict) -> None:
             raise ModelFileError(f"{path}: the metadata's task has no '{key}'")
         if not is_int(task[key]) or not abs(task[key]) <= MAX_SIZE:  # below 1: check_topology says why it is impossible
             raise bad("task", key, f"not a whole number in 1..{MAX_SIZE:,}")
+    for key in ("degrees", "path_lens"):  # a topology set's shapes (optional)
+        v = task.get(key)
+        if key in task and (not isinstance(v, list) or not 0 < len(v) <= MAX_SHAPES
+                            or not all(is_int(x) and 1 <= x <= MAX_SIZE for x in v)):
+            raise bad("task", key, f"not a list of 1 to {MAX_SHAPES} whole numbers in 1..{MAX_SIZE:,}")
     if not isinstance(obj.get("name"), str):
         raise ModelFileError(f"{path}: the metadata's objective has no name")
     if "n_future" in obj and (not is_int(obj["n_future"]) or not 0 < obj["n_future"] <= MAX_SIZE):
@@ -242,7 +296,7 @@ def load_file(path: str | Path, device: str | torch.device = "cpu", name: str | 
     path = Path(path)
     meta = read_meta(path)
     try:
-        task = TaskSpec(**{k: int(meta["task"][k]) for k in ("degree", "path_len", "nodes")})
+        task = TaskSpec.from_meta(meta["task"])
         config = GPTConfig.from_dict(meta["config"])
         objective = objective_from_meta(meta["objective"])
     except (KeyError, TypeError, ValueError, Exception) as e:  # noqa: BLE001 - any bad field is one message

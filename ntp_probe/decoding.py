@@ -6,6 +6,9 @@ among the stepper's next distributions: greedy (argmax), sampling (temperature, 
 (which keeps several rows per graph); the verifier is beam search plus an oracle. ``forced`` is a [B, L]
 tensor of token ids with -1 where the model decodes freely; the loop applies it in one place: at a forced
 position every token but the forced one is ruled out before the strategy chooses.
+
+A batch of graphs of several shapes comes LEFT-padded (``tokenizer.PAD``) with ``lengths`` ([B] answer tokens
+per graph): the loop decodes max(lengths) steps and writes -1 past each graph's own length.
 """
 
 from __future__ import annotations
@@ -42,9 +45,11 @@ def _apply_forced(lp: torch.Tensor, forced_col: torch.Tensor | None) -> torch.Te
 
 @torch.no_grad()
 def _decode(lm: LoadedModel, questions: torch.Tensor, choose: Choose, forced: torch.Tensor | None = None,
-            keep_logits: bool = False, use_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+            keep_logits: bool = False, use_cache: bool = True,
+            lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The decode loop: ([N, L] answers, [N] graph of each row, [B, L, V] the distributions chosen from or None)."""
-    B, L = questions.shape[0], lm.task.path_len
+    B = questions.shape[0]
+    L = lm.task.path_len if lengths is None else int(lengths.max())
     dev = questions.device
     stepper = lm.objective.stepper(lm, questions, forced, use_cache)
     graph = torch.arange(B, device=dev)
@@ -65,6 +70,9 @@ def _decode(lm: LoadedModel, questions: torch.Tensor, choose: Choose, forced: to
         stepper.feed(pos, tokens, parents)
     if keep_logits:
         out_logits = stepper.finish(seqs, out_logits)
+    if lengths is not None:  # past a graph's own answer: padding
+        beyond = torch.arange(L, device=dev)[None, :] >= lengths.to(dev)[graph][:, None]
+        seqs = seqs.masked_fill(beyond, -1)
     return seqs, graph, out_logits
 
 
@@ -78,9 +86,10 @@ def greedy(
     questions: torch.Tensor,
     forced: torch.Tensor | None = None,
     use_cache: bool = True,
+    lengths: torch.Tensor | None = None,
 ) -> Decoded:
-    """Greedy decoding of ``lm.task.path_len`` answer tokens, the way the model was trained."""
-    tokens, _, logits = _decode(lm, questions, _greedy, forced, keep_logits=True, use_cache=use_cache)
+    """Greedy decoding of ``lm.task.path_len`` answer tokens (``lengths``: each graph's own), as the model was trained."""
+    tokens, _, logits = _decode(lm, questions, _greedy, forced, keep_logits=True, use_cache=use_cache, lengths=lengths)
     return Decoded(tokens, logits)
 
 
@@ -140,7 +149,7 @@ def default_tries(degree: int) -> int:
 
 @torch.no_grad()
 def sample(lm: LoadedModel, questions: torch.Tensor, forced: torch.Tensor | None = None, temperature: float = 1.0,
-           top_k: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
+           top_k: int = 0, generator: torch.Generator | None = None, lengths: torch.Tensor | None = None) -> torch.Tensor:
     """[B, L] answers sampled token by token (forced tokens kept)."""
     lm.objective.check_strategy("sample")
 
@@ -152,11 +161,12 @@ def sample(lm: LoadedModel, questions: torch.Tensor, forced: torch.Tensor | None
         probs = logits.softmax(-1)
         return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(questions.device), None
 
-    return _decode(lm, questions, choose, forced)[0]
+    return _decode(lm, questions, choose, forced, lengths=lengths)[0]
 
 
 @torch.no_grad()
-def beam_search(lm: LoadedModel, questions: torch.Tensor, width: int, forced: torch.Tensor | None = None):
+def beam_search(lm: LoadedModel, questions: torch.Tensor, width: int, forced: torch.Tensor | None = None,
+                lengths: torch.Tensor | None = None):
     """Beam search: ([B, W, L] answers best first, [B, W] total log-probabilities; -inf marks unused beams)."""
     lm.objective.check_strategy("beam")
     B = questions.shape[0]
@@ -171,7 +181,7 @@ def beam_search(lm: LoadedModel, questions: torch.Tensor, width: int, forced: to
         parents = (torch.arange(B, device=idx.device)[:, None] * nb + idx // V).reshape(-1)
         return (idx % V).reshape(-1), parents
 
-    seqs = _decode(lm, questions, choose, forced)[0]
+    seqs = _decode(lm, questions, choose, forced, lengths=lengths)[0]
     scores = state["scores"]
     return seqs.view(B, scores.shape[1], -1), scores
 
@@ -179,33 +189,40 @@ def beam_search(lm: LoadedModel, questions: torch.Tensor, width: int, forced: to
 def valid_paths(batch_edges: torch.Tensor, start: torch.Tensor, goal: torch.Tensor, paths: torch.Tensor,
                 nodes: int) -> torch.Tensor:
     """The verifier, a perfect oracle: [B, K] whether each candidate path (start→goal order) is a valid
-    start→goal path in its graph. ``paths`` is [B, K, L]."""
+    start→goal path in its graph. ``paths`` is [B, K, L]; in a padded batch -1 ends a path (and pad edges are -1)."""
     code = batch_edges[..., 0] * (nodes + 8) + batch_edges[..., 1]  # [B, E]
     pair = paths[..., :-1] * (nodes + 8) + paths[..., 1:]  # [B, K, L-1]
-    is_edge = (pair[..., None] == code[:, None, None, :]).any(-1).all(-1)
-    return is_edge & (paths[..., 0] == start[:, None]) & (paths[..., -1] == goal[:, None])
+    real = (paths[..., 1:] >= 0) & (paths[..., :-1] >= 0)
+    is_edge = ((pair[..., None] == code[:, None, None, :]).any(-1) | ~real).all(-1)
+    n = (paths >= 0).sum(-1, keepdim=True).clamp_min(1)  # [B, K, 1] real tokens
+    last = paths.gather(-1, n - 1).squeeze(-1)
+    return is_edge & (paths[..., 0] == start[:, None]) & (last == goal[:, None])
 
 
 @torch.no_grad()
 def decode_with(lm: LoadedModel, questions: torch.Tensor, strategy: Strategy, forced: torch.Tensor | None = None,
-                batch=None, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                batch=None, generator: torch.Generator | None = None,
+                lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode with any strategy: ([B, L] answers in the model's order, [B] tries used).
 
     ``verify`` enumerates candidates best first (beam search of width ``tries``) and keeps the first
-    that the verifier accepts; it needs ``batch`` (the graphs) for the oracle."""
+    that the verifier accepts; it needs ``batch`` (the graphs) for the oracle. ``batch`` gives the answer lengths
+    of a topology set's model (or of a padded batch) when ``lengths`` is not given."""
     lm.objective.check_strategy(strategy.kind)
     B = questions.shape[0]
+    if lengths is None and batch is not None and (batch.padded or lm.task.mixed):
+        lengths = batch.lengths()
     ones = torch.ones(B, dtype=torch.long)
     if strategy.kind == "greedy":
-        return greedy(lm, questions, forced).tokens, ones
+        return greedy(lm, questions, forced, lengths=lengths).tokens, ones
     if strategy.kind == "sample":
         if generator is None:
             generator = torch.Generator().manual_seed(strategy.seed)
-        return sample(lm, questions, forced, strategy.temperature, strategy.top_k, generator), ones
+        return sample(lm, questions, forced, strategy.temperature, strategy.top_k, generator, lengths=lengths), ones
     if strategy.kind == "beam":
-        seqs, _ = beam_search(lm, questions, strategy.beam, forced)
+        seqs, _ = beam_search(lm, questions, strategy.beam, forced, lengths=lengths)
         return seqs[:, 0], ones
-    seqs, scores = beam_search(lm, questions, strategy.tries, forced)
+    seqs, scores = beam_search(lm, questions, strategy.tries, forced, lengths=lengths)
     if batch is None:
         raise ValueError("verify needs the graphs")
     ok = valid_paths(batch.edges, batch.start, batch.goal, lm.objective.to_path(seqs), lm.task.nodes) & torch.isfinite(scores)

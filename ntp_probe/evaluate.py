@@ -13,12 +13,21 @@ from .task import Graph, GraphBatch
 
 
 def as_batch(lm: LoadedModel, graphs: list[Graph] | GraphBatch) -> GraphBatch:
-    """Check that graphs fit the model (ids < N, edge count, path length) and batch them."""
+    """Check that graphs fit the model (ids < N, edge count, path length) and batch them.
+
+    A model of one shape takes graphs of that shape only; a topology set's model any path-star graph whose
+    sequence fits its context (graphs outside its set are scored too: its figures per shape tell them apart)."""
     if isinstance(graphs, GraphBatch):
         return graphs
     t = lm.task
+    block = getattr(lm.model, "config").block_size
     for i, g in enumerate(graphs):
-        if len(g.edges) != t.num_edges or len(g.path) != t.path_len:
+        if t.mixed:
+            need = lm.tokenizer.question_len(len(g.edges)) + len(g.path) - 1 + lm.objective.extra_context
+            if need > block:
+                raise GraphError(f"graph {i + 1}: {len(g.edges)} edges and a {len(g.path)}-node path make a {need}-token "
+                                 f"sequence, longer than the model's context of {block} (trained on {t.label()})")
+        elif len(g.edges) != t.num_edges or len(g.path) != t.path_len:
             raise GraphError(
                 f"graph {i + 1}: {len(g.edges)} edges and a {len(g.path)}-node path, but the model was trained on "
                 f"{t.label()} ({t.num_edges} edges, {t.path_len}-node paths)"
@@ -28,13 +37,67 @@ def as_batch(lm: LoadedModel, graphs: list[Graph] | GraphBatch) -> GraphBatch:
     return GraphBatch.from_graphs(graphs)
 
 
+def shape_key(shape: tuple[int, int]) -> str:
+    """(3, 4) -> "3,4": the key of a shape in ``by_topology``."""
+    return f"{shape[0]},{shape[1]}"
+
+
+def split_shapes(lm: LoadedModel, batch: GraphBatch) -> dict[tuple[int, int], GraphBatch] | None:
+    """The batch's graphs per shape when figures per shape are reported (a topology set's model, or data of more
+    than one shape); None otherwise (one shape, one model: the figures as they always were)."""
+    groups = batch.by_shape() if batch.padded or lm.task.mixed else None
+    if groups is not None and len(groups) == 1 and not lm.task.mixed:
+        return None
+    return groups
+
+
+# the per-graph figures averaged over shapes weighted by count
+_MEANS = ("accuracy", "forced_accuracy", "decision_accuracy", "chance", "tries_mean", "tokens_per_graph")
+
+
+def combine(parts: dict[tuple[int, int], dict]) -> dict:
+    """Overall figures from figures per shape (weighted by count), and ``by_topology``."""
+    n = sum(r["count"] for r in parts.values())
+    first = next(iter(parts.values()))
+    out = {k: v for k, v in first.items() if k not in _MEANS}
+    out["count"] = n
+    for k in _MEANS:
+        out[k] = sum(r[k] * r["count"] for r in parts.values()) / n
+    tokens = sum(r["forced_accuracy"] * r["count"] * len(r["per_position"]) for r in parts.values())
+    out["forced_accuracy"] = tokens / sum(r["count"] * len(r["per_position"]) for r in parts.values())
+    for key in ("per_position", "forced_per_position"):  # position p over the graphs whose answer has it
+        L = max(len(r[key]) for r in parts.values())
+        out[key] = [sum(r[key][p] * r["count"] for r in parts.values() if p < len(r[key]))
+                    / sum(r["count"] for r in parts.values() if p < len(r[key])) for p in range(L)]
+    after = [r for r in parts.values() if r["forced_after_decision"] is not None]
+    out["forced_after_decision"] = (sum(r["forced_after_decision"] * r["count"] for r in after)
+                                    / sum(r["count"] for r in after)) if after else None
+    out["seconds"] = sum(r["seconds"] for r in parts.values())
+    out = {**{k: out[k] for k in first}, **{k: v for k, v in out.items() if k not in first}}  # the usual key order
+    keep = ("count", "accuracy", "decision_accuracy", "chance", "forced_accuracy", "forced_after_decision",
+            "per_position", "forced_per_position", "tries_mean", "tokens_per_graph")
+    out["by_topology"] = {shape_key(s): {k: r[k] for k in keep} for s, r in parts.items()}
+    return out
+
+
 @torch.no_grad()
 def evaluate(lm: LoadedModel, graphs: list[Graph] | GraphBatch, batch_size: int = 2000, strategy: Strategy | None = None) -> dict:
+    """Score ``graphs``; for a topology set's model (or data of several shapes) also per shape, under
+    ``by_topology`` ({"d,l": figures}); each shape is scored as its own unpadded batch."""
     strategy = strategy or Strategy()
     generator = torch.Generator().manual_seed(strategy.seed)
     batch = as_batch(lm, graphs)
+    groups = split_shapes(lm, batch)
+    if groups is None:
+        return _evaluate(lm, batch, batch_size, strategy, generator, lm.task.degree)
+    return combine({s: _evaluate(lm, b, batch_size, strategy, generator, s[0]) for s, b in groups.items()})
+
+
+def _evaluate(lm: LoadedModel, batch: GraphBatch, batch_size: int, strategy: Strategy, generator: torch.Generator,
+              degree: int) -> dict:
+    """The figures of a batch of one shape."""
     device = next(lm.model.parameters()).device
-    obj, L = lm.objective, lm.task.path_len
+    obj, L = lm.objective, batch.path.shape[1]
     n = len(batch)
     correct = torch.zeros(L, dtype=torch.long)
     forced_correct = torch.zeros(L, dtype=torch.long)
@@ -66,7 +129,7 @@ def evaluate(lm: LoadedModel, graphs: list[Graph] | GraphBatch, batch_size: int 
         "forced_per_position": forced_pos,
         "forced_after_decision": sum(after) / len(after) if after else None,
         "decision_accuracy": decision / n,
-        "chance": 1 / lm.task.degree,
+        "chance": 1 / degree,
         "decode": strategy.kind,
         "decode_options": strategy.to_json(),
         "tries_mean": tries / n,

@@ -47,6 +47,7 @@ class KVCache:
 
     keys: list[torch.Tensor | None] = field(default_factory=list)
     values: list[torch.Tensor | None] = field(default_factory=list)
+    pad: torch.Tensor | None = None  # [B, T] which cached positions are padding (None: a batch without padding)
 
     @property
     def length(self) -> int:
@@ -54,10 +55,12 @@ class KVCache:
 
     def select(self, index: torch.Tensor) -> KVCache:
         """Reorder/duplicate batch rows (beam search)."""
-        return KVCache([k[index] for k in self.keys], [v[index] for v in self.values])
+        return KVCache([k[index] for k in self.keys], [v[index] for v in self.values],
+                       None if self.pad is None else self.pad[index])
 
     def truncate(self, length: int) -> KVCache:
-        return KVCache([k[:, :, :length] for k in self.keys], [v[:, :, :length] for v in self.values])
+        return KVCache([k[:, :, :length] for k in self.keys], [v[:, :, :length] for v in self.values],
+                       None if self.pad is None else self.pad[:, :length])
 
 
 class CausalSelfAttention(nn.Module):
@@ -70,7 +73,9 @@ class CausalSelfAttention(nn.Module):
         self.n_head, self.dropout = cfg.n_head, cfg.dropout
         self.causal = cfg.causal
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0, want_attn: bool = False):
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, want_attn: bool = False,
+                mask: torch.Tensor | None = None):
+        """``mask`` ([B, 1, T, T_total] bool, True = may attend) replaces the causal mask in padded batches."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
@@ -84,7 +89,14 @@ class CausalSelfAttention(nn.Module):
                 k = cache.keys[layer] = torch.cat([cache.keys[layer], k], dim=2)
                 v = cache.values[layer] = torch.cat([cache.values[layer], v], dim=2)
         attn = None
-        if not self.causal:  # bidirectional (mlm-u): every position sees the whole sequence
+        if mask is not None:  # a padded batch: causal (or not) and no padding keys, the softmax in fp32
+            scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
+            p = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1, dtype=torch.float32)
+            if self.training and self.dropout:
+                p = F.dropout(p, self.dropout)
+            attn = p if want_attn else None
+            y = p.to(v.dtype) @ v
+        elif not self.causal:  # bidirectional (mlm-u): every position sees the whole sequence
             if want_attn:
                 attn = ((q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])).softmax(dim=-1)
                 y = attn.to(v.dtype) @ v
@@ -137,8 +149,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cache=None, layer=0, want_attn=False):
-        a, attn = self.attn(self.ln_1(x), cache, layer, want_attn)
+    def forward(self, x, cache=None, layer=0, want_attn=False, mask=None):
+        a, attn = self.attn(self.ln_1(x), cache, layer, want_attn, mask)
         x = x + a
         return x + self.mlp(self.ln_2(x)), attn
 
@@ -195,20 +207,46 @@ class GPT(nn.Module):
         past = cache.length if cache is not None else 0
         if past + T > self.config.block_size:
             raise ValueError(f"sequence of {past + T} tokens exceeds the model's context of {self.config.block_size}")
-        pos = torch.arange(past, past + T, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))
+        pad = idx < 0  # PAD tokens (tokenizer.PAD): batches of graphs of several sizes
+        mask = None
+        if bool(pad.any()) or (cache is not None and cache.pad is not None):
+            pos, mask = self._padding(pad, cache, past)
+            x = self.drop(self.wte(idx.clamp_min(0)) + self.wpe(pos))
+        else:  # no padding: the plain causal model (its fast paths)
+            pos = torch.arange(past, past + T, device=idx.device)
+            x = self.drop(self.wte(idx) + self.wpe(pos))
         attns, hidden = ([] if want_attn else None), ([x] if want_hidden else None)
         for i, block in enumerate(self.blocks):
-            x, a = block(x, cache, i, want_attn)
+            x, a = block(x, cache, i, want_attn, mask)
             if want_attn:
                 attns.append(a)
             if want_hidden:
                 hidden.append(x)
         logits = self.lm_head(self.ln_f(x))
         if all_heads:
-            extra = [self.lm_head(self.ln_f(head(x)[0])) for head in self.future]
+            extra = [self.lm_head(self.ln_f(head(x, mask=mask)[0])) for head in self.future]
             logits = torch.stack([logits, *extra], dim=2)
         return Output(logits, attns, hidden)
+
+    def _padding(self, pad: torch.Tensor, cache: KVCache | None, past: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions [B, T] counted from each row's first real token, and the attention mask [B, 1, T, past+T]:
+        a row's real tokens see exactly what they would see without its padding (a padding query sees itself)."""
+        B, T = pad.shape
+        dev = pad.device
+        before = torch.zeros(B, 1, dtype=torch.long, device=dev)
+        keys_pad = pad
+        if cache is not None:
+            old = cache.pad if cache.pad is not None else torch.zeros(B, past, dtype=torch.bool, device=dev)
+            before = (~old).sum(1, keepdim=True)
+            keys_pad = torch.cat([old, pad], dim=1)
+            cache.pad = keys_pad
+        real = (~pad).long()
+        pos = (before + real.cumsum(1) - real).masked_fill(pad, 0)
+        q = torch.arange(past, past + T, device=dev)[:, None]
+        k = torch.arange(past + T, device=dev)[None, :]
+        allowed = (k <= q) if self.config.causal else torch.ones(T, past + T, dtype=torch.bool, device=dev)
+        mask = (allowed[None] & ~keys_pad[:, None, :]) | (k == q)[None]
+        return pos, mask[:, None]
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """Logit lens: final LayerNorm + unembedding applied to a residual-stream state."""

@@ -358,6 +358,37 @@ class GraphBatch:
     def __len__(self) -> int:
         return self.start.shape[0]
 
+    # A batch of several shapes is padded with -1: edges on the LEFT (pad edges first, so every question ends at
+    # the same column), paths on the RIGHT. A batch of one shape has no padding (the tensors as they always were).
+    @property
+    def padded(self) -> bool:
+        return bool((self.path < 0).any()) or bool((self.edges[:, :1] < 0).any())
+
+    def lengths(self) -> torch.Tensor:
+        """[B] nodes on each graph's start→goal path (l)."""
+        return (self.path >= 0).sum(1)
+
+    def num_edges(self) -> torch.Tensor:
+        """[B] real edges of each graph."""
+        return (self.edges[..., 0] >= 0).sum(1)
+
+    def shapes(self) -> list[tuple[int, int]]:
+        """(degree, path_len) of each graph, read from its tensors (path-star graphs: degree = edges / (l - 1))."""
+        e, l = self.num_edges().tolist(), self.lengths().tolist()
+        return [(ei // max(li - 1, 1), li) for ei, li in zip(e, l)]
+
+    def by_shape(self) -> dict[tuple[int, int], GraphBatch]:
+        """The graphs of each shape as an unpadded batch, shapes in sorted order (row order kept within a shape)."""
+        shapes = self.shapes()
+        out = {}
+        for shape in sorted(set(shapes)):
+            idx = torch.tensor([i for i, s in enumerate(shapes) if s == shape], dtype=torch.long, device=self.start.device)
+            sub = self[idx]
+            d, l = shape
+            E = d * (l - 1)
+            out[shape] = GraphBatch(sub.edges[:, sub.edges.shape[1] - E :], sub.start, sub.goal, sub.path[:, :l])
+        return out
+
     def __getitem__(self, index) -> GraphBatch:
         """The graphs at ``index`` (a slice, or a tensor of indices) as a batch."""
         return GraphBatch(self.edges[index], self.start[index], self.goal[index], self.path[index])
@@ -368,17 +399,170 @@ class GraphBatch:
     def graphs(self) -> Iterator[Graph]:
         edges, start, goal, path = (t.tolist() for t in (self.edges, self.start, self.goal, self.path))
         for e, s, g, p in zip(edges, start, goal, path):
-            yield Graph(tuple(map(tuple, e)), s, g, tuple(p))
+            yield Graph(tuple(tuple(x) for x in e if x[0] >= 0), s, g, tuple(x for x in p if x >= 0))
 
     @staticmethod
     def from_graphs(graphs: Iterable[Graph]) -> GraphBatch:
+        """Batch graphs; graphs of different sizes are padded (see ``padded``)."""
         graphs = list(graphs)
+        E = max(len(g.edges) for g in graphs)
+        L = max(len(g.path) for g in graphs)
         return GraphBatch(
-            edges=torch.tensor([g.edges for g in graphs], dtype=torch.long),
+            edges=torch.tensor([[(-1, -1)] * (E - len(g.edges)) + list(g.edges) for g in graphs], dtype=torch.long),
             start=torch.tensor([g.start for g in graphs], dtype=torch.long),
             goal=torch.tensor([g.goal for g in graphs], dtype=torch.long),
-            path=torch.tensor([g.path for g in graphs], dtype=torch.long),
+            path=torch.tensor([list(g.path) + [-1] * (L - len(g.path)) for g in graphs], dtype=torch.long),
         )
+
+    @staticmethod
+    def stack(parts: list[tuple[torch.Tensor, GraphBatch]], count: int) -> GraphBatch:
+        """Scatter unpadded batches into one padded batch of ``count`` rows: ``parts`` is [(rows, batch)]."""
+        dev = parts[0][1].start.device
+        E = max(b.edges.shape[1] for _, b in parts)
+        L = max(b.path.shape[1] for _, b in parts)
+        edges = torch.full((count, E, 2), -1, dtype=torch.long, device=dev)
+        path = torch.full((count, L), -1, dtype=torch.long, device=dev)
+        start = torch.empty(count, dtype=torch.long, device=dev)
+        goal = torch.empty(count, dtype=torch.long, device=dev)
+        for rows, b in parts:
+            edges[rows, E - b.edges.shape[1] :] = b.edges
+            path[rows, : b.path.shape[1]] = b.path
+            start[rows], goal[rows] = b.start, b.goal
+        return GraphBatch(edges, start, goal, path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Topology sets: the shapes a model is trained on
+
+
+MAX_SHAPES = 1024  # a set of more shapes than this is a typo, not a curriculum
+
+
+def parse_values(text: str | int, what: str, least: int) -> tuple[int, ...]:
+    """``5``, ``2-5`` (a range) or ``2,3,5`` (a list) -> sorted distinct values ≥ ``least``; else a UsageError."""
+    from .errors import UsageError
+
+    if isinstance(text, int):
+        text = str(text)
+    raw = str(text).strip()
+    values: set[int] = set()
+    for item in raw.split(","):
+        item = item.strip()
+        m = re.fullmatch(r"(\d{1,6})(?:\s*-\s*(\d{1,6}))?", item)
+        if not m:
+            raise UsageError(f"{what} {raw!r}: expected a number (5), a range (2-5) or a list (2,3,5)")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        if hi < lo:
+            raise UsageError(f"{what} {item}: the range runs backwards (write {hi}-{lo})")
+        if lo < least:
+            raise UsageError(f"{what} {raw}: every value must be ≥ {least} ({lo} is not)")
+        if hi - lo >= MAX_SHAPES:
+            raise UsageError(f"{what} {item}: more than {MAX_SHAPES} values")
+        values.update(range(lo, hi + 1))
+    return tuple(sorted(values))
+
+
+def format_values(values: Iterable[int]) -> str:
+    """(2, 3, 4, 5) -> '2-5'; (2, 3, 5) -> '2,3,5'; (4,) -> '4' (what ``parse_values`` reads back)."""
+    v = sorted(values)
+    if len(v) > 2 and v == list(range(v[0], v[-1] + 1)):
+        return f"{v[0]}-{v[-1]}"
+    return ",".join(map(str, v))
+
+
+@dataclass(frozen=True)
+class Topologies:
+    """The shapes G(d, l) of a model or a data set: every degree with every path length (one value each: one shape)."""
+
+    degrees: tuple[int, ...]
+    path_lens: tuple[int, ...]
+
+    @staticmethod
+    def parse(degree: str | int | Iterable[int], path_len: str | int | Iterable[int], nodes: int) -> Topologies:
+        """From ``--degree``/``--path-len`` text (or ints, or lists); the biggest shape must fit ``nodes`` ids."""
+        from .errors import UsageError
+
+        def values(v, what, least):
+            if isinstance(v, int):
+                return (v,)  # one shape as always: check_topology below says what is wrong with it
+            if isinstance(v, (list, tuple)):
+                return tuple(sorted(set(int(x) for x in v)))
+            return parse_values(v, what, least)
+
+        d, l = values(degree, "--degree", 1), values(path_len, "--path-len", 2)
+        if len(d) * len(l) == 1:
+            check_topology(d[0], l[0], nodes)
+            return Topologies(d, l)
+        if min(d) < 1 or min(l) < 2:
+            raise UsageError(f"--degree {format_values(d)} --path-len {format_values(l)}: need degrees ≥ 1 and path "
+                             "lengths ≥ 2")
+        if len(d) * len(l) > MAX_SHAPES:
+            raise UsageError(f"--degree {format_values(d)} --path-len {format_values(l)}: {len(d) * len(l)} shapes, "
+                             f"at most {MAX_SHAPES}")
+        t = Topologies(d, l)
+        needed = t.max_degree * (t.max_path_len - 1) + 1
+        if needed > nodes:
+            raise UsageError(f"the set's biggest shape G({t.max_degree},{t.max_path_len}) needs {needed} distinct nodes but --nodes is "
+                             f"{nodes}: use --nodes {needed} or more, or smaller shapes")
+        return t
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        return [(d, l) for d in self.degrees for l in self.path_lens]
+
+    @property
+    def mixed(self) -> bool:
+        return len(self.degrees) * len(self.path_lens) > 1
+
+    @property
+    def max_degree(self) -> int:
+        return max(self.degrees)
+
+    @property
+    def max_path_len(self) -> int:
+        return max(self.path_lens)
+
+    def __contains__(self, shape) -> bool:
+        return shape[0] in self.degrees and shape[1] in self.path_lens
+
+    def label(self) -> str:
+        """'G(3,4)' for one shape, 'G(2-5, 3-6)' (d, l) for a set."""
+        return f"G({format_values(self.degrees)}, {format_values(self.path_lens)})" if self.mixed else \
+            f"G({self.degrees[0]},{self.path_lens[0]})"
+
+    def to_option(self) -> tuple[int | list[int], int | list[int]]:
+        """(degree, path_len) as TrainConfig holds them: an int for one value (as always), else a list."""
+        def one(v):
+            return v[0] if len(v) == 1 else list(v)
+        return one(self.degrees), one(self.path_lens)
+
+
+def generate_set(
+    topologies: Topologies,
+    nodes: int,
+    count: int,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
+) -> GraphBatch:
+    """``count`` random graphs, each of a shape drawn uniformly from ``topologies`` (seeded).
+
+    One shape: exactly ``generate`` (the same graphs from the same seed). Several: the shapes of the rows are
+    drawn first, then each shape's graphs in shape order from the same generator; the batch is padded."""
+    if not topologies.mixed:
+        return generate(topologies.degrees[0], topologies.path_lens[0], nodes, count, seed, generator, device)
+    if generator is None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(0 if seed is None else seed)
+    shapes = topologies.shapes
+    pick = torch.randint(len(shapes), (count,), generator=generator, device=device)
+    parts = []
+    for i, (d, l) in enumerate(shapes):
+        rows = (pick == i).nonzero().squeeze(1)
+        if len(rows):
+            parts.append((rows, generate(d, l, nodes, len(rows), generator=generator, device=device)))
+    return GraphBatch.stack(parts, count)
 
 
 def check_topology(degree: int, path_len: int, nodes: int) -> None:
@@ -461,6 +645,8 @@ def generate_text(degree: int, path_len: int, nodes: int, count: int, seed: int 
 
 def format_lines(batch: GraphBatch, with_answer: bool = True) -> list[str]:
     """Original line format for a whole batch: one C-level ``%`` format per line over one flat row."""
+    if batch.padded:
+        return [format_line(g, with_answer) for g in batch.graphs()]
     B, E, _ = batch.edges.shape
     L = batch.path.shape[1]
     fmt = "|".join(["%d,%d"] * E) + "/%d,%d"

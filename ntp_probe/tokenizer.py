@@ -12,6 +12,9 @@ import torch
 from .task import Graph, GraphBatch
 
 
+PAD = -1  # padding: no token; the model masks it out (keys), and position ids skip it
+
+
 @dataclass(frozen=True)
 class Tokenizer:
     nodes: int
@@ -55,10 +58,14 @@ class Tokenizer:
         return ids + [self.slash, g.start, g.goal, self.eq]
 
     def questions(self, batch: GraphBatch) -> torch.Tensor:
-        """[B, Q] question ids for a batch of graphs with the same number of edges."""
+        """[B, Q] question ids; a padded batch (graphs of several sizes) gives LEFT-padded questions (``PAD``), so
+        every question ends with its '=' in the last column."""
         B, E, _ = batch.edges.shape
         dev = batch.edges.device
-        body = torch.cat([batch.edges, torch.full((B, E, 1), self.pipe, device=dev)], dim=2).view(B, 3 * E)[:, :-1]
+        body = torch.cat([batch.edges, torch.full((B, E, 1), self.pipe, device=dev)], dim=2)
+        if E and bool((batch.edges[:, 0, 0] < 0).any()):  # a padded batch: pad edges give pad tokens, pipe included
+            body = torch.where(batch.edges[..., :1] < 0, torch.full_like(body, PAD), body)
+        body = body.view(B, 3 * E)[:, :-1]
         tail = torch.stack(
             [torch.full_like(batch.start, self.slash), batch.start, batch.goal, torch.full_like(batch.start, self.eq)],
             dim=1,

@@ -40,14 +40,14 @@ from .model import GPTConfig
 from .runs import LOCK_FILE, METRICS_FILE, PID_FILE, PROGRESS_FILE, RunLock, check_record
 from .safejson import is_int
 from .safejson import loads as safe_loads
-from .task import GraphBatch, check_topology, generate, read_lines
+from .task import GraphBatch, Topologies, generate_set, read_lines
 from .tokenizer import Tokenizer
 
 
 @dataclass
 class TrainConfig:
-    degree: int = 2
-    path_len: int = 5
+    degree: int | list[int] = 2  # a list: a topology set (every degree with every path length)
+    path_len: int | list[int] = 5
     nodes: int = 50
     objective: str = "next-token"
     future: int = 4  # heads for multi-token
@@ -207,7 +207,8 @@ class DataStream:
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, gen = self.cfg, self.generator(step)
         if self.pool is None:
-            b = generate(cfg.degree, cfg.path_len, cfg.nodes, cfg.batch_size, generator=gen, device=self.device)
+            # a topology set: each graph's shape drawn uniformly (one shape: exactly generate(), as always)
+            b = generate_set(self.topologies, cfg.nodes, cfg.batch_size, generator=gen, device=self.device)
         else:
             idx = torch.randint(len(self.pool), (cfg.batch_size,), generator=gen, device=self.device)
             b = self.pool[idx]
@@ -223,8 +224,8 @@ class DataStream:
 def validate(cfg: TrainConfig) -> Objective:
     """Check every option (pure: no disk, no allocation) and return the objective; else one UsageError."""
     L = limits
-    check_topology(cfg.degree, cfg.path_len, cfg.nodes)
-    check_task_size(cfg.degree, cfg.path_len, cfg.nodes)
+    topologies = Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes)  # one shape: check_topology, as always
+    check_task_size(topologies.max_degree, topologies.max_path_len, cfg.nodes)
     L.check_int("--steps", cfg.steps, 1, L.MAX_STEPS)
     L.check_int("--batch-size", cfg.batch_size, 1, L.MAX_BATCH)
     L.check_int("--eval-every", cfg.eval_every, 1, L.MAX_STEPS)
@@ -254,6 +255,12 @@ def validate(cfg: TrainConfig) -> Objective:
     objective = make_objective(cfg)
     if not objective.causal and cfg.arch != "gpt":
         raise UsageError(f"--objective {cfg.objective} needs bidirectional attention: use --arch gpt")
+    if topologies.mixed and not objective.mixed_shapes:
+        raise UsageError(f"--objective {cfg.objective} trains on one shape only; a topology set "
+                         f"({topologies.label()}) needs next-token, reverse or multi-token")
+    if topologies.mixed and cfg.arch != "gpt":
+        raise UsageError(f"--arch {cfg.arch} trains on one shape only (left padding would change its state); "
+                         f"a topology set ({topologies.label()}) needs --arch gpt")
     with torch.device("meta"):  # count the parameters without allocating them
         params = sum(p.numel() for p in ckpt.build_model(model_config(cfg, objective)).parameters())
     if params > limits.MAX_PARAMS:
@@ -262,8 +269,13 @@ def validate(cfg: TrainConfig) -> Objective:
     return objective
 
 
+def task_spec(cfg: TrainConfig) -> TaskSpec:
+    """The run's task: one shape, or a topology set (sized by its largest shape)."""
+    return TaskSpec.of(Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes), cfg.nodes)
+
+
 def model_config(cfg: TrainConfig, objective: Objective) -> GPTConfig:
-    task = TaskSpec(cfg.degree, cfg.path_len, cfg.nodes)
+    task = task_spec(cfg)
     return GPTConfig(
         vocab_size=Tokenizer(cfg.nodes).vocab_size,
         block_size=task.seq_len + objective.extra_context,
@@ -405,9 +417,10 @@ def setup(cfg: TrainConfig, out: Path, objective: Objective, dist: Distributed, 
         with torch.no_grad():
             warm_start(model, init, cfg.nodes)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    run = Run(cfg, out, dist, objective, TaskSpec(cfg.degree, cfg.path_len, cfg.nodes), model, model, opt,
+    task = task_spec(cfg)
+    run = Run(cfg, out, dist, objective, task, model, model, opt,
               DataStream(cfg, device, dist.rank, graphs=train_graphs),
-              generate(cfg.degree, cfg.path_len, cfg.nodes, cfg.eval_count, seed=cfg.seed + 999_983, device=device),
+              generate_set(task.topologies, cfg.nodes, cfg.eval_count, seed=cfg.seed + 999_983, device=device),
               autocast_ctx(device, cfg.amp), resolve_amp(device, cfg.amp), command)
     if resume:
         state = ckpt.load_state(out / ckpt.STATE_FILE, model, opt)
@@ -487,7 +500,7 @@ def held_out(run: Run) -> dict:
         m = evaluate(LoadedModel(run.raw_model, run.task, run.objective, {}), run.eval_set)
     run.raw_model.train()
     return {k: m[k] for k in ("accuracy", "per_position", "forced_accuracy", "forced_per_position", "forced_after_decision",
-                              "decision_accuracy")}
+                              "decision_accuracy", "by_topology") if k in m}  # by_topology: a topology set's run
 
 
 # ------------------------------------------------------------------------------------------------

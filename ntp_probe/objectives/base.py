@@ -111,6 +111,7 @@ class Objective:
     no_decision: ClassVar[str] = ""  # why not, when it has none
     no_attention: ClassVar[str | None] = None  # why the attention view does not apply, when it does not
     coin_flip: ClassVar[str] = "the model has not learned to plan the arm. "  # the app's note on an unsure decision
+    mixed_shapes: ClassVar[bool] = True  # trains and decodes padded batches of several shapes (topology sets)
 
     def __init__(self, **options):
         for key, default in self.options.items():
@@ -182,7 +183,7 @@ class Objective:
             hi = T - 1 - j
             if hi > lo:
                 y[:, lo:hi, j] = seq[:, lo + 1 + j : hi + 1 + j]
-        return y
+        return y.masked_fill(y < 0, IGNORE)  # padding (answers shorter than the batch's longest) carries no loss
 
     def train_batch(self, question: torch.Tensor, answer: torch.Tensor, dollar: int,
                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,6 +21,7 @@ from .teacherless import Teacherless
 @register
 class Hybrid(Teacherless):
     name = "hybrid"
+    mixed_shapes = False  # decodes a fixed answer length: one shape per model
     options = {"mix": 0.5}  # weight of the teacherless loss; the next-token loss gets 1 - mix
 
     def check(self) -> None:

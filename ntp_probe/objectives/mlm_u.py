@@ -72,6 +72,7 @@ class FillIn(Stepper):
 @register
 class MlmU(Objective):
     name = "mlm-u"
+    mixed_shapes = False  # decodes a fixed answer length: one shape per model
     options = {"mask_question": False}  # training only: not in the checkpoint header
     causal = False
     extra_context = 1  # the unshifted sequence is one token longer

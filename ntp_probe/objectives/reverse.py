@@ -19,10 +19,10 @@ class Reverse(Objective):
                    "arm to choose")
 
     def answer(self, path: torch.Tensor) -> torch.Tensor:
-        return path.flip(-1)
+        return flip_rows(path)
 
     def to_path(self, answer: torch.Tensor) -> torch.Tensor:
-        return answer.flip(-1)  # reversing is its own inverse
+        return flip_rows(answer)  # reversing is its own inverse
 
     def to_path_list(self, answer: list[int]) -> list[int]:
         return list(answer)[::-1]
@@ -33,3 +33,15 @@ class Reverse(Objective):
     def legal_moves(self, graph, position, tokens):
         """The goal first, then a parent of the previous node."""
         return [graph.goal] if position == 0 else graph.parents(tokens[position - 1])
+
+
+def flip_rows(x: torch.Tensor) -> torch.Tensor:
+    """Reverse the last dim; in a padded batch (-1 after each row's real tokens) only each row's real tokens, the
+    padding staying at the end. ``x`` may be [B, L] or [B, K, L] (beams)."""
+    if not bool((x < 0).any()):
+        return x.flip(-1)
+    L = x.shape[-1]
+    n = (x >= 0).sum(-1, keepdim=True)  # real tokens per row
+    i = torch.arange(L, device=x.device)
+    idx = torch.where(i < n, n - 1 - i, i)
+    return x.gather(-1, idx.expand_as(x))

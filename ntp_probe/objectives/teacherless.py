@@ -12,6 +12,7 @@ from .base import Objective, OnePass
 @register
 class Teacherless(Objective):
     name = "teacherless"
+    mixed_shapes = False  # decodes a fixed answer length: one shape per model
 
     def inputs(self, question: torch.Tensor, answer: torch.Tensor, dollar: int) -> torch.Tensor:
         """``question`` then a ``$`` for each of ``answer[:-1]``."""
