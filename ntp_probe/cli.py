@@ -124,8 +124,11 @@ def set_threads(threads: int | None) -> None:
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Torch CPU threads (default: torch's choice).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
-DegreeOpt = Annotated[int, typer.Option("--degree", "-d", help="Arms of the star (d).", rich_help_panel="Task")]
-PathLenOpt = Annotated[int, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l).", rich_help_panel="Task")]
+_SET = " One value, a range (2-5) or a list (2,3,5): a topology set, each graph's shape drawn uniformly."
+DegreeOpt = Annotated[str, typer.Option("--degree", "-d", help="Arms of the star (d)." + _SET, rich_help_panel="Task")]
+PathLenOpt = Annotated[str, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l)." + _SET, rich_help_panel="Task")]
+ModelDegreeOpt = Annotated[Optional[str], typer.Option("--degree", "-d", help="Fresh graphs of these degrees (default: the model's; 2-5 or 2,3,5).", rich_help_panel="Graphs")]
+ModelPathLenOpt = Annotated[Optional[str], typer.Option("--path-len", "-l", help="Fresh graphs of these path lengths (default: the model's; 3-6 or 3,5).", rich_help_panel="Graphs")]
 NodesOpt = Annotated[int, typer.Option("--nodes", "-n", help="Node ids 0..N-1.", rich_help_panel="Task")]
 DecodeOpt = Annotated[str, typer.Option("--decode", help="greedy, sample, beam or verify (verifier-guided search).", rich_help_panel="Decoding")]
 ArchOpt = Annotated[str, typer.Option("--arch", help=" or ".join(f"{k} ({v})" for k, v in ARCHS.items()) + ".", rich_help_panel="Model")]
@@ -135,6 +138,9 @@ TempOpt = Annotated[float, typer.Option("--temperature", help="Sampling temperat
 SampleTopKOpt = Annotated[int, typer.Option("--sample-top-k", help="Sample only from the top K tokens (0: all).", rich_help_panel="Decoding")]
 BeamOpt = Annotated[int, typer.Option("--beam", help="Beam width for --decode beam.", rich_help_panel="Decoding")]
 TriesOpt = Annotated[int, typer.Option("--tries", help="Candidates the verifier may check (--decode verify).", rich_help_panel="Decoding")]
+
+
+DEFAULT_OBJECTIVES = "next-token,reverse,teacherless"
 
 
 def make_strategy(decode: str, temperature: float, sample_top_k: int, beam: int, tries: int, seed: int = 0):
@@ -150,8 +156,8 @@ def make_strategy(decode: str, temperature: float, sample_top_k: int, beam: int,
 @app.command()
 @handle_errors
 def generate(
-    degree: Annotated[int, typer.Option("--degree", "-d", help="Arms of the star (d).")] = 2,
-    path_len: Annotated[int, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l).")] = 5,
+    degree: DegreeOpt = "2",
+    path_len: PathLenOpt = "5",
     nodes: Annotated[int, typer.Option("--nodes", "-n", help="Node ids are drawn from 0..N-1.")] = 50,
     count: Annotated[int, typer.Option("--count", "-c", help="How many graphs.", min=1)] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same lines).")] = 0,
@@ -163,20 +169,22 @@ def generate(
     """Generate path-star graphs G(d, l) in the original line format [dim]u,v|…/s,g=s,…,g[/].
 
     A seed names one endless stream of graphs: [bold]--count 3[/] is the first 3 lines of [bold]--count 100000[/].
-    Written in chunks, so any count runs in bounded memory."""
+    Written in chunks, so any count runs in bounded memory. A topology set ([bold]--degree 2-5 --path-len 3-6[/])
+    draws each graph's shape uniformly."""
     from .atomic import atomic_write_chunks
     from .limits import check_count, check_seed, check_task_size
-    from .task import check_topology, format_lines, generate as gen, generate_text
+    from .task import Topologies, format_lines, generate_set, generate_text
 
-    check_topology(degree, path_len, nodes)
+    shapes = Topologies.parse(one_or_set(degree), one_or_set(path_len), nodes)  # one shape: check_topology as always
+    degree, path_len = shapes.max_degree, shapes.max_path_len
     check_task_size(degree, path_len, nodes)
     check_seed(seed)
     if one_batch:  # not a stream: --count 3 is not a prefix of --count 4; in memory, so bounded like eval --count
         check_count(count, nodes)
-        lines = format_lines(gen(degree, path_len, nodes, count, seed=seed), with_answer=not question_only)
+        lines = format_lines(generate_set(shapes, nodes, count, seed=seed), with_answer=not question_only)
         chunks = iter(["\n".join(lines) + "\n"])
     else:
-        chunks = generate_text(degree, path_len, nodes, count, seed, with_answer=not question_only)
+        chunks = generate_text(degree, path_len, nodes, count, seed, with_answer=not question_only, shapes=shapes)
     if out_file is None:
         for chunk in chunks:
             sys.stdout.write(chunk)
@@ -196,8 +204,8 @@ def generate(
 @handle_errors
 def train(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory (model, metrics, training state).")],
-    degree: DegreeOpt = 2,
-    path_len: PathLenOpt = 5,
+    degree: DegreeOpt = "2",
+    path_len: PathLenOpt = "5",
     nodes: NodesOpt = 50,
     objective: Annotated[str, typer.Option("--objective", help=f"{objectives.choices()}.", rich_help_panel="Task")] = "next-token",
     future: Annotated[int, typer.Option("--future", help="Heads of the multi-token objective (k).", rich_help_panel="Task")] = 4,
@@ -230,9 +238,11 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one line per evaluation.")] = False,
 ) -> None:
     """Train a model on G(d, l). Ctrl-C saves a checkpoint and exits 0; [bold]--resume[/] continues exactly."""
+    from .task import Topologies
     from .train import TrainConfig, run_command_line, train as run_train
 
     set_threads(threads)
+    degree, path_len = Topologies.parse(one_or_set(degree), one_or_set(path_len), nodes).to_option()
     cfg = TrainConfig(
         degree=degree, path_len=path_len, nodes=nodes, objective=objective, future=future, mix=mix, arch=arch, d_state=d_state, expand=expand,
         layers=layers, d_model=d_model, heads=heads, dropout=dropout, steps=steps, batch_size=batch_size,
@@ -258,15 +268,30 @@ def train(
 # eval
 
 
-def load_graphs_arg(lm, data: Path | None, count: int, seed: int):
+def one_or_set(text: str) -> int | str:
+    """An option's text as an int when it is one plain number (one shape: today's checks and messages)."""
+    return int(text) if text.strip().isdigit() and len(text.strip()) < 10 else text
+
+
+def load_graphs_arg(lm, data: Path | None, count: int, seed: int, degree: str | None = None,
+                    path_len: str | None = None):
+    """--data's graphs, or ``count`` fresh ones of the model's shapes (or of --degree/--path-len)."""
     from .limits import check_count
-    from .task import generate as gen, read_lines
+    from .task import Topologies, generate_set, read_lines
 
     if data is not None:
+        if degree is not None or path_len is not None:
+            raise UsageError("--degree/--path-len choose fresh graphs; --data gives its own")
         return read_lines(data, lm.task.nodes)
     t = lm.task
     check_count(count, t.nodes)
-    return gen(t.degree, t.path_len, t.nodes, count, seed=seed)
+    shapes = t.topologies
+    if degree is not None or path_len is not None:
+        shapes = Topologies.parse(one_or_set(degree) if degree is not None else list(shapes.degrees),
+                                  one_or_set(path_len) if path_len is not None else list(shapes.path_lens), t.nodes)
+        if not t.mixed and shapes.shapes != t.topologies.shapes:
+            raise UsageError(f"{lm.display_name} was trained on {t.topologies.label()} only; it scores no other shape")
+    return generate_set(shapes, t.nodes, count, seed=seed)
 
 
 def check_seed(seed: int) -> None:
@@ -282,6 +307,8 @@ def eval_cmd(
     data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format, with answers.", rich_help_panel="Graphs")] = None,
     count: Annotated[int, typer.Option("--count", help="Fresh graphs when no --data.", min=1, rich_help_panel="Graphs")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fresh graphs.", rich_help_panel="Graphs")] = 12345,
+    degree: ModelDegreeOpt = None,
+    path_len: ModelPathLenOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Graphs per forward pass.", min=1)] = 2000,
     device: DeviceOpt = "cpu",
     decode: DecodeOpt = "greedy",
@@ -301,7 +328,7 @@ def eval_cmd(
     check_seed(seed)
     strategy = make_strategy(decode, temperature, sample_top_k, beam, tries, seed)
     lm = load(model, pick_device(device))
-    graphs = load_graphs_arg(lm, data, count, seed)
+    graphs = load_graphs_arg(lm, data, count, seed, degree, path_len)
     res = evaluate(lm, graphs, batch_size=batch_size, strategy=strategy)
     res = {"model": lm.display_name, "data": str(data) if data else f"fresh:seed={seed}", **res}
     if as_json:
@@ -453,6 +480,8 @@ def clever_hans_cmd(
     data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format.")] = None,
     count: Annotated[int, typer.Option("--count", help="Fresh graphs when no --data.", min=1)] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fresh graphs and of the wrong-arm choice.")] = 12345,
+    degree: ModelDegreeOpt = None,
+    path_len: ModelPathLenOpt = None,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -463,7 +492,7 @@ def clever_hans_cmd(
     set_threads(threads)
     check_seed(seed)
     lm = load(model)
-    res = clever_hans(lm, load_graphs_arg(lm, data, count, seed), seed=seed)
+    res = clever_hans(lm, load_graphs_arg(lm, data, count, seed, degree, path_len), seed=seed)
     res["data"] = str(data) if data else f"fresh:seed={seed}"
     if as_json:
         print(json.dumps(res))
@@ -524,10 +553,10 @@ def inference_fixes_cmd(
 @handle_errors
 def reproduce(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the runs, report.md and the plots.")],
-    degree: DegreeOpt = 2,
-    path_len: PathLenOpt = 5,
+    degree: DegreeOpt = "2",
+    path_len: PathLenOpt = "5",
     nodes: NodesOpt = 50,
-    objective_names: Annotated[str, typer.Option("--objectives", help=f"Comma-separated objectives to train (any of {', '.join(objectives.names())}).", rich_help_panel="Task")] = "next-token,reverse,teacherless",
+    objective_names: Annotated[str, typer.Option("--objectives", help=f"Comma-separated objectives to train (any of {', '.join(objectives.names())}).", rich_help_panel="Task")] = DEFAULT_OBJECTIVES,
     models: Annotated[Optional[str], typer.Option("--models", help="Evaluate these existing models (comma-separated) instead of training.", rich_help_panel="Task")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="Score on this file (original format) instead of fresh graphs.", rich_help_panel="Task")] = None,
     count: Annotated[int, typer.Option("--count", help="Fresh graphs to score on when no --data.", min=1, rich_help_panel="Task")] = 2000,
@@ -560,6 +589,12 @@ def reproduce(
     else:
         from .progress import TrainProgress
 
+        from .task import Topologies
+
+        shapes = Topologies.parse(one_or_set(degree), one_or_set(path_len), nodes)
+        if shapes.mixed and objective_names == DEFAULT_OBJECTIVES:  # teacherless trains on one shape only
+            objective_names = "next-token,reverse"
+        degree, path_len = shapes.to_option()
         base = TrainConfig(degree=degree, path_len=path_len, nodes=nodes, steps=steps, batch_size=batch_size, lr=lr,
                            layers=layers, d_model=d_model, heads=heads, arch=arch, d_state=d_state, expand=expand,
                            eval_every=eval_every, seed=seed, device=device)

@@ -9,7 +9,7 @@ import torch
 from .checkpoint import LoadedModel
 from .decoding import greedy, teacher_forced
 from .errors import GraphError, UsageError
-from .evaluate import as_batch
+from .evaluate import as_batch, shape_key, split_shapes
 from .task import Graph, GraphBatch
 
 
@@ -59,31 +59,52 @@ def arm_table(batch: GraphBatch, degree: int, path_len: int, nodes: int, rows: t
 
 
 @torch.no_grad()
-def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0, batch_size: int = 2000) -> dict:
-    """Force the decision step onto a wrong arm and decode greedily; measure whether the model follows it."""
+def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0, batch_size: int = 2000,
+                shape: tuple[int, int] | None = None) -> dict:
+    """Force the decision step onto a wrong arm and decode greedily; measure whether the model follows it.
+
+    A topology set's model (or data of several shapes) is measured per shape too, under ``by_topology``
+    (``shape``: the one shape of ``graphs``, set by that split)."""
     obj, t = lm.objective, lm.task
     if not obj.decision_step:
         raise UsageError(f"clever-hans does not apply to {lm.display_name}: {obj.no_decision}; probe it with "
                          "'ntp-probe probe' instead")
-    if t.degree < 2:
+    if shape is None and not t.mixed and t.degree < 2:
         raise UsageError("clever-hans needs at least two arms (degree ≥ 2)")
     batch = as_batch(lm, graphs)
+    if shape is None and (groups := split_shapes(lm, batch)) is not None:
+        parts, skipped = {}, 0
+        for s, b in groups.items():  # a shape read off a graph that is not a path-star keeps none of its graphs
+            if s[0] >= 2 and bool(path_star_mask(b, s[0], s[1], t.nodes).any()):
+                parts[s] = clever_hans(lm, b, seed, batch_size, s)
+            else:
+                skipped += len(b)
+        if not parts:
+            raise GraphError(f"clever-hans: none of the {len(batch):,} graphs is a path-star with at least two arms "
+                             f"(the goal at an arm's end) that fits {t.label()}; it needs such graphs")
+        out = _combine(parts)
+        out["skipped_ood"] = skipped + sum(r["skipped_ood"] for r in parts.values())
+        return out
+    d, l = shape if shape else (t.degree, t.path_len)
+    if d < 2:
+        raise UsageError("clever-hans needs at least two arms (degree ≥ 2)")
     total = len(batch)
-    keep = path_star_mask(batch, t.degree, t.path_len, t.nodes)
+    keep = path_star_mask(batch, d, l, t.nodes)
     if not keep.all():  # not a path-star G(d, l): no wrong arm to force; counted, not scored
         batch = GraphBatch(*(x[keep] for x in (batch.edges, batch.start, batch.goal, batch.path)))
     if len(batch) == 0:
-        raise GraphError(f"clever-hans: none of the {total:,} graphs is a path-star {t.label()} (the start with "
-                         f"{t.degree} arms of {t.path_len - 1} nodes, the goal at an arm's end); it needs such graphs")
+        raise GraphError(f"clever-hans: none of the {total:,} graphs is a path-star G({d},{l}) N={t.nodes} (the start "
+                         f"with {d} arms of {l - 1} nodes, the goal at an arm's end); it needs such graphs")
     device = next(lm.model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    n, L, d = len(batch), t.path_len, t.degree
+    n, L = len(batch), batch.path.shape[1]
     follow = torch.zeros(L, dtype=torch.long)
     hans = decision_ok = goal_end = follow_until_last = 0
     ent_sum = mass_sum = 0.0
     for lo in range(0, n, batch_size):
         sub = batch[lo : lo + batch_size].to(device)
         B = len(sub)
+        lengths = sub.lengths() if t.mixed else None  # a topology set's model decodes each graph's own length
         arms = arm_table(sub, d, L, t.nodes)  # [B, d, l-1]
         goal_arm = (arms[:, :, -1] == sub.goal[:, None]).float().argmax(1)
         shift = torch.randint(1, d, (B,), generator=gen).to(device)  # a uniformly random wrong arm
@@ -91,7 +112,7 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
         q = lm.tokenizer.questions(sub)
         forced = torch.full((B, L), -1, dtype=torch.long, device=device)
         forced[:, 0], forced[:, 1] = sub.start, wrong[:, 0]
-        out = greedy(lm, q, forced).tokens
+        out = greedy(lm, q, forced, lengths=lengths).tokens
         hit = out[:, 1:] == wrong  # positions 1..l-1 against the wrong arm
         follow[1:] += hit.sum(0).cpu()
         hans += int(hit[:, 1:].all(1).sum())
@@ -102,7 +123,7 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
         p = dec_logits.softmax(-1)
         ent_sum += float(-(p * p.clamp_min(1e-12).log()).sum(-1).sum())
         mass_sum += float(p.gather(1, arms[:, :, 0]).sum())
-        decision_ok += int((greedy(lm, q).tokens[:, 1] == sub.path[:, 1]).sum())
+        decision_ok += int((greedy(lm, q, lengths=lengths).tokens[:, 1] == sub.path[:, 1]).sum())
     per_pos = (follow.double() / n).tolist()
     per_pos[0] = per_pos[1] = None  # the forced start and the forced wrong node
     return {
@@ -121,3 +142,24 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
         "chance": 1 / d,
         "skipped_ood": total - n,  # graphs that are not path-stars G(d, l) (a branch, a cycle, another degree)
     }
+
+
+_RATES = ("clever_hans_rate", "follow_before_last_rate", "ends_at_goal_rate", "decision_accuracy", "decision_entropy",
+          "log_degree", "decision_mass_on_children", "chance")
+
+
+def _combine(parts: dict[tuple[int, int], dict]) -> dict:
+    """Overall figures from figures per shape (weighted by count), and ``by_topology``."""
+    n = sum(r["count"] for r in parts.values())
+    first = next(iter(parts.values()))
+    out = dict(first)
+    out["count"] = n
+    for k in _RATES:
+        out[k] = sum(r[k] * r["count"] for r in parts.values()) / n
+    L = max(len(r["follow_rate_per_position"]) for r in parts.values())
+    out["follow_rate_per_position"] = [None, None] + [
+        sum(r["follow_rate_per_position"][p] * r["count"] for r in parts.values() if p < len(r["follow_rate_per_position"]))
+        / sum(r["count"] for r in parts.values() if p < len(r["follow_rate_per_position"])) for p in range(2, L)]
+    out["by_topology"] = {shape_key(s): {k: r[k] for k in ("count", *_RATES, "follow_rate_per_position")}
+                          for s, r in parts.items()}
+    return out

@@ -17,6 +17,7 @@ Two text formats are read (and written):
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -617,12 +618,18 @@ def _chunk_seed(seed: int, k: int) -> int:
     return int.from_bytes(digest, "little") >> 1  # a 63-bit torch seed
 
 
-def generate_stream(degree: int, path_len: int, nodes: int, seed: int = 0) -> Iterator[GraphBatch]:
+def generate_stream(degree: int, path_len: int, nodes: int, seed: int = 0,
+                    shapes: Topologies | None = None) -> Iterator[GraphBatch]:
     """An endless seeded stream of G(degree, path_len) graphs, in chunks of ``stream_chunk_size(nodes)``.
 
     Chunk k is drawn from its own generator, seeded by (seed, k): the first n graphs are the same whatever
     count is asked for, so a seed names one infinite sequence (``ntp-probe generate``). ``generate`` (one
-    batch, one generator) stays as it is: training batches and ``eval --count`` graphs do not change."""
+    batch, one generator) stays as it is: training batches and ``eval --count`` graphs do not change.
+    ``shapes``, a topology set: each graph's shape drawn from it (``generate_set`` per chunk)."""
+    if shapes is not None and shapes.mixed:
+        size = stream_chunk_size(nodes)
+        for k in itertools.count():
+            yield generate_set(shapes, nodes, size, seed=_chunk_seed(seed, k))
     check_topology(degree, path_len, nodes)
     size = stream_chunk_size(nodes)
     k = 0
@@ -632,10 +639,10 @@ def generate_stream(degree: int, path_len: int, nodes: int, seed: int = 0) -> It
 
 
 def generate_text(degree: int, path_len: int, nodes: int, count: int, seed: int = 0,
-                  with_answer: bool = True) -> Iterator[str]:
+                  with_answer: bool = True, shapes: Topologies | None = None) -> Iterator[str]:
     """The first ``count`` graphs of ``generate_stream`` as text in the line format, a chunk at a time."""
     left = count
-    for batch in generate_stream(degree, path_len, nodes, seed):
+    for batch in generate_stream(degree, path_len, nodes, seed, shapes):
         if left <= 0:
             return
         lines = format_lines(batch, with_answer=with_answer)[:left]
