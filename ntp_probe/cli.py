@@ -334,9 +334,11 @@ def eval_cmd(
     if as_json:
         out.print_json(json.dumps(res)) if out.is_terminal else print(json.dumps(res))
         return
-    from .render import eval_table
+    from .render import eval_table, shape_table
 
     out.print(eval_table(lm, res))
+    if "by_topology" in res:
+        out.print(shape_table(res, "per shape"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -373,6 +375,15 @@ def watch(
         raise typer.Exit(0) from None
 
 
+def _set_label(task: dict) -> str:
+    from .task import Topologies
+
+    try:
+        return Topologies(tuple(task["degrees"]), tuple(task["path_lens"])).label()
+    except (TypeError, ValueError):
+        return "G(?)"
+
+
 @app.command("models")
 @handle_errors
 def models_cmd(as_json: JsonOpt = False) -> None:
@@ -394,6 +405,7 @@ def models_cmd(as_json: JsonOpt = False) -> None:
             "arch": meta["config"].get("arch", "gpt"),
             "degree": t["degree"],
             "path_len": t["path_len"],
+            **({"degrees": t["degrees"], "path_lens": t["path_lens"], "task": _set_label(t)} if "degrees" in t else {}),
             "nodes": t["nodes"],
             "layers": meta["config"]["n_layer"],
             "d_model": meta["config"]["n_embd"],
@@ -497,9 +509,11 @@ def clever_hans_cmd(
     if as_json:
         print(json.dumps(res))
         return
-    from .render import clever_hans_table
+    from .render import clever_hans_table, shape_table
 
     out.print(clever_hans_table(res))
+    if "by_topology" in res:
+        out.print(shape_table(res, "per shape"))
 
 
 @app.command("inference-fixes")

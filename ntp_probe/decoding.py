@@ -49,6 +49,8 @@ def _decode(lm: LoadedModel, questions: torch.Tensor, choose: Choose, forced: to
             lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The decode loop: ([N, L] answers, [N] graph of each row, [B, L, V] the distributions chosen from or None)."""
     B = questions.shape[0]
+    if lengths is not None:
+        lengths = lengths.to(questions.device)
     L = lm.task.path_len if lengths is None else int(lengths.max())
     dev = questions.device
     stepper = lm.objective.stepper(lm, questions, forced, use_cache)
@@ -63,6 +65,10 @@ def _decode(lm: LoadedModel, questions: torch.Tensor, choose: Choose, forced: to
             out_logits[graph, pos] = logits
         if forced is not None:
             logits = _apply_forced(logits, forced[graph, pos])  # forced tokens: the one place
+        if lengths is not None:  # a graph past its own answer: a forced dummy keeps its beams and scores as they are
+            beyond = pos >= lengths[graph]
+            if bool(beyond.any()):
+                logits = _apply_forced(logits, torch.where(beyond, 0, -1))
         tokens, parents = choose(logits, graph)
         if parents is not None:
             seqs, graph, pos = seqs[parents], graph[parents], pos[parents]
@@ -71,7 +77,7 @@ def _decode(lm: LoadedModel, questions: torch.Tensor, choose: Choose, forced: to
     if keep_logits:
         out_logits = stepper.finish(seqs, out_logits)
     if lengths is not None:  # past a graph's own answer: padding
-        beyond = torch.arange(L, device=dev)[None, :] >= lengths.to(dev)[graph][:, None]
+        beyond = torch.arange(L, device=dev)[None, :] >= lengths[graph][:, None]
         seqs = seqs.masked_fill(beyond, -1)
     return seqs, graph, out_logits
 

@@ -82,11 +82,16 @@ def parse_for_model(text: str, lm: LoadedModel) -> Graph:
     return g
 
 
+def answer_length(lm: LoadedModel, g: Graph) -> int:
+    """Answer tokens to decode for ``g``: the model's path length, or, for a topology set's model, the graph's own."""
+    return lm.task.answer_len(len(g.path)) if lm.task.mixed else lm.task.path_len
+
+
 def check_fits(g: Graph, lm: LoadedModel) -> None:
     n = max(max(e) for e in g.edges)
     if n >= lm.task.nodes:
         raise GraphError(f"node id {n} is out of range: the model knows ids 0..{lm.task.nodes - 1}")
-    length = lm.tokenizer.question_len(len(g.edges)) + lm.task.path_len - 1
+    length = lm.tokenizer.question_len(len(g.edges)) + answer_length(lm, g) - 1
     block = getattr(lm.model, "config").block_size
     if length > block:
         raise GraphError(
@@ -123,11 +128,11 @@ class ProbeSession:
         self.tries = 1  # candidates the verifier looked at (verify strategy)
         self.graph = graph
         check_fits(graph, lm)
+        self.length = answer_length(lm, graph)
         self.forced: dict[int, int] = {}
         for pos, tok in (forced or {}).items():
             self._check_force(pos, tok)
             self.forced[pos] = tok
-        self.length = lm.task.path_len
         self.cursor = self.length if cursor is None else max(0, min(cursor, self.length))
         self.steps: list[Step] = []
         self.notes: list[str] = []  # what loading a session file noticed (an off-graph forced node)
@@ -166,7 +171,10 @@ class ProbeSession:
 
     @property
     def ood(self) -> list[str]:
-        return self.graph.ood_reasons(self.lm.task.degree, self.lm.task.path_len)
+        t = self.lm.task
+        if t.mixed:
+            return self.graph.ood_reasons(shapes=t.topologies)
+        return self.graph.ood_reasons(t.degree, t.path_len)
 
     @property
     def decision_position(self) -> int:
@@ -205,8 +213,8 @@ class ProbeSession:
 
     # -- changing the state ----------------------------------------------------------------------
     def _check_force(self, position: int, token: int) -> None:
-        if not 0 <= position < self.lm.task.path_len:
-            raise GraphError(f"position {position} is outside the answer (0..{self.lm.task.path_len - 1})")
+        if not 0 <= position < self.length:
+            raise GraphError(f"position {position} is outside the answer (0..{self.length - 1})")
         if not 0 <= token < self.lm.task.nodes:
             raise GraphError(f"node {token} is out of range (the model knows ids 0..{self.lm.task.nodes - 1})")
 
@@ -214,8 +222,10 @@ class ProbeSession:
         """A new graph, decoded; ``cursor`` 0 reveals nothing yet, None the whole answer."""
         check_fits(graph, self.lm)
         self.graph = graph
+        self.length = answer_length(self.lm, graph)
         if not keep_forced:
             self.forced = {}
+        self.forced = {p: t for p, t in self.forced.items() if p < self.length}
         self.cursor = self.length if cursor is None else max(0, min(cursor, self.length))
         self.rescore()
 
@@ -335,13 +345,14 @@ class ProbeSession:
     def rescore(self) -> None:
         q = self._question()
         forced = self._forced_tensor().to(q.device)
+        lengths = torch.tensor([self.length], device=q.device) if self.lm.task.mixed else None
         if self.strategy.kind == "greedy":
-            dec = greedy(self.lm, q, forced)
+            dec = greedy(self.lm, q, forced, lengths=lengths)
             tokens, logits = dec.tokens[0].tolist(), dec.logits[0]
         else:
             batch = GraphBatch.from_graphs([self.graph]).to(q.device) if self.strategy.kind == "verify" else None
             gen = torch.Generator().manual_seed(self.strategy.seed)
-            chosen, tries = decode_with(self.lm, q, self.strategy, forced, batch=batch, generator=gen)
+            chosen, tries = decode_with(self.lm, q, self.strategy, forced, batch=batch, generator=gen, lengths=lengths)
             tokens, self.tries = chosen[0].tolist(), int(tries[0])
             logits = self.objective.answer_logits(self.lm.model, q, tokens, self.forced, self.lm.tokenizer.dollar)
         probs = logits.float().softmax(-1).cpu()
@@ -422,7 +433,7 @@ class ProbeSession:
         forced = {}
         for p, t in self.forced.items():
             i = self.objective.path_index(p, self.length)
-            forced[lm.objective.path_index(i, lm.task.path_len)] = t
+            forced[lm.objective.path_index(i, answer_length(lm, self.graph))] = t
         m = ProbeSession(lm, self.graph, forced, self.cursor, self.strategy)
         self._mirrors[id(lm)] = (state, m)
         return m.copy()

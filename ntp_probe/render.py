@@ -25,6 +25,28 @@ def eval_table(lm, res: dict) -> Table:
     return t
 
 
+def shape_table(res: dict, title: str) -> Table:
+    """One row per shape G(d, l) of ``res["by_topology"]`` (eval or clever-hans figures), chance 1/d beside them."""
+    t = _compact(title)
+    rows = res["by_topology"]
+    first = next(iter(rows.values()))
+    cols = [("graphs", "count", 0)]
+    if "accuracy" in first:
+        cols += [("greedy", "accuracy", 3), ("decision", "decision_accuracy", 3), ("TF", "forced_accuracy", 3),
+                 ("TF>dec", "forced_after_decision", 3)]
+    else:
+        cols += [("c-hans", "clever_hans_rate", 3), ("decision", "decision_accuracy", 3),
+                 ("entropy", "decision_entropy", 3), ("log d", "log_degree", 3)]
+    t.add_column("shape", no_wrap=True)
+    for name, _, _ in cols:
+        t.add_column(name, justify="right", no_wrap=True)
+    t.add_column("chance 1/d", justify="right", no_wrap=True)
+    for key, r in sorted(rows.items(), key=lambda kv: tuple(map(int, kv[0].split(",")))):
+        cells = [f"{r[k]:,}" if digits == 0 else _f(r[k]) for _, k, digits in cols]
+        t.add_row(f"G({key})", *cells, _f(r["chance"]))
+    return t
+
+
 def _compact(title: str, caption: str | None = None) -> Table:
     """A table that keeps to 80 columns: no outer edge, one space between columns, the legend as a caption."""
     return Table(title=title, title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
@@ -40,7 +62,7 @@ def models_table(rows: list[dict]) -> Table:
         if "error" in r:  # listed under the table, whole
             continue
         t.add_row(
-            r["name"], r["objective"], r["arch"], f"G({r['degree']},{r['path_len']})", str(r["nodes"]),
+            r["name"], r["objective"], r["arch"], r.get("task") or f"G({r['degree']},{r['path_len']})", str(r["nodes"]),
             _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["clever_hans_rate"]),
         )
     bad = [f"[red]{escape(r['name'])}: {escape(r['error'])}[/]" for r in rows if "error" in r]

@@ -104,8 +104,9 @@ class Graph:
         arms = self.arms()
         return len(arms), 1 + max((len(a) for a in arms), default=0)
 
-    def ood_reasons(self, degree: int | None = None, path_len: int | None = None) -> list[str]:
-        """Why this graph is not an in-distribution path-star G(degree, path_len) (empty if it is)."""
+    def ood_reasons(self, degree: int | None = None, path_len: int | None = None, shapes: Topologies | None = None) -> list[str]:
+        """Why this graph is not an in-distribution path-star G(degree, path_len), or not of one of ``shapes`` (a
+        topology set's model), (empty if it is)."""
         reasons = []
         arms = self.arms()
         d, l = len(arms), 1 + max((len(a) for a in arms), default=0)
@@ -127,6 +128,8 @@ class Graph:
             reasons.append(f"degree {d}, the model was trained on degree {degree}")
         if path_len is not None and l != path_len:
             reasons.append(f"path length {l}, the model was trained on path length {path_len}")
+        if shapes is not None and (d, l) not in shapes:
+            reasons.append(f"shape G({d},{l}), the model was trained on {shapes.label()}")
         return reasons
 
     def goal_arm(self) -> int | None:
@@ -528,9 +531,14 @@ class Topologies:
         return shape[0] in self.degrees and shape[1] in self.path_lens
 
     def label(self) -> str:
-        """'G(3,4)' for one shape, 'G(2-5, 3-6)' (d, l) for a set."""
-        return f"G({format_values(self.degrees)}, {format_values(self.path_lens)})" if self.mixed else \
-            f"G({self.degrees[0]},{self.path_lens[0]})"
+        """'G(3,4)' for one shape, 'G(d∈2..5, l∈{3,4,6})' for a set."""
+        if not self.mixed:
+            return f"G({self.degrees[0]},{self.path_lens[0]})"
+
+        def one(v):
+            text = format_values(v)
+            return text.replace("-", "..") if "-" in text else (text if len(v) == 1 else "{" + text + "}")
+        return f"G(d∈{one(self.degrees)}, l∈{one(self.path_lens)})"
 
     def to_option(self) -> tuple[int | list[int], int | list[int]]:
         """(degree, path_len) as TrainConfig holds them: an int for one value (as always), else a list."""
