@@ -643,6 +643,10 @@ def reproduce(
     from .render import reproduce_table
 
     out.print(reproduce_table(rows, lm0.task.label()))
+    if any("by_topology" in r for r in rows):
+        from .render import grid_table
+
+        out.print(grid_table(rows))
     for name, recs in curves.items():
         if recs:
             out.print(f"[bold]{name}[/] greedy per position over {recs[-1]['step']} steps")

@@ -152,6 +152,26 @@ def reproduce_table(rows: list[dict], label: str) -> Table:
     return t
 
 
+def grid_table(rows: list[dict]) -> Table:
+    """Per shape G(d, l): each model's greedy / decision accuracy, chance 1/d (a compact table for the terminal)."""
+    from .report import shapes_of
+
+    t = _compact("per shape: greedy / decision accuracy", "chance: 1/d, the decision of a model that does not plan")
+    t.add_column("shape", no_wrap=True)
+    t.add_column("chance", justify="right", no_wrap=True)
+    named = [r for r in rows if r.get("by_topology")]
+    for r in named:
+        t.add_column(r["objective"], justify="right", no_wrap=True)
+    for d, l in shapes_of(named):
+        key = f"{d},{l}"
+        cells = []
+        for r in named:
+            v = r["by_topology"].get(key)
+            cells.append("—" if v is None else f"{_f(v['accuracy'], 2)} / {_f(v['decision_accuracy'], 2)}")
+        t.add_row(f"G({d},{l})", _f(1 / d, 2), *cells)
+    return t
+
+
 def inference_table(rows: list[dict]) -> Table:
     t = _compact("Inference-time fixes: strategy × accuracy × cost",
                  "tries: candidates the verifier checked; tokens: answer tokens generated per graph")

@@ -41,6 +41,9 @@ def score(lm: LoadedModel, graphs, seed: int = 0) -> dict:
             row.update({k: ch[k] for k in ("clever_hans_rate", "follow_before_last_rate", "ends_at_goal_rate",
                                            "decision_entropy", "decision_mass_on_children")})
             row["clever_hans_skipped_ood"] = ch["skipped_ood"]
+            for key, r in ch.get("by_topology", {}).items():
+                if key in row.get("by_topology", {}):
+                    row["by_topology"][key]["clever_hans_rate"] = r["clever_hans_rate"]
     row["name"] = lm.display_name
     row["training"] = lm.meta.get("training", {})
     return row
@@ -109,6 +112,65 @@ def plot_curves(curves: dict[str, list[dict]], out: Path, title: str) -> list[Pa
     return files
 
 
+def shapes_of(rows: list[dict]) -> list[tuple[int, int]]:
+    """The shapes (d, l) scored per shape in any row, sorted."""
+    return sorted({tuple(map(int, k.split(","))) for r in rows for k in r.get("by_topology", {})})
+
+
+def plot_grid(rows: list[dict], out: Path, title: str) -> Path | None:
+    """The grid as a heat map PNG: greedy and decision accuracy per (d, l) for each model, chance 1/d on the rows."""
+    shapes = shapes_of(rows)
+    rows = [r for r in rows if r.get("by_topology")]
+    if not shapes or not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ds = sorted({d for d, _ in shapes})
+    ls = sorted({l for _, l in shapes})
+    panels = [("accuracy", "greedy accuracy"), ("decision_accuracy", "decision accuracy")]
+    fig, axes = plt.subplots(len(rows), len(panels), figsize=(3.2 * len(panels) + 1, 0.5 * len(ds) * len(rows) + 1.6),
+                             dpi=110, squeeze=False)
+    for i, r in enumerate(rows):
+        for j, (key, name) in enumerate(panels):
+            ax = axes[i][j]
+            grid = [[float("nan")] * len(ls) for _ in ds]
+            for k, v in r["by_topology"].items():
+                d, l = map(int, k.split(","))
+                grid[ds.index(d)][ls.index(l)] = v[key]
+            ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            for a, d in enumerate(ds):
+                for b, l in enumerate(ls):
+                    v = grid[a][b]
+                    if v == v:  # not NaN
+                        ax.text(b, a, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                                color="black" if v > 0.6 else "white")
+            ax.set_xticks(range(len(ls)), [f"l={l}" for l in ls], fontsize=7)
+            ax.set_yticks(range(len(ds)), [f"d={d} (1/d={1 / d:.2f})" for d in ds], fontsize=7)
+            ax.set_title(f"{r['name']} ({r['objective']}): {name}", fontsize=8)
+    fig.suptitle(f"{title}: accuracy per shape G(d, l)", fontsize=9)
+    fig.tight_layout()
+    f = out / "grid.png"
+    tmp = f.with_name(f.name + ".tmp")
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    os.replace(tmp, f)
+    return f
+
+
+def grid_markdown(rows: list[dict]) -> list[str]:
+    """Figures per shape, one line per (model, shape)."""
+    lines = ["| model | shape | graphs | greedy accuracy | decision accuracy | chance 1/d | teacher-forced after decision "
+             "| clever_hans_rate |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for k, v in sorted(r.get("by_topology", {}).items(), key=lambda kv: tuple(map(int, kv[0].split(",")))):
+            lines.append(f"| {r['name']} | G({k}) | {v['count']:,} | {_f(v['accuracy'])} | {_f(v['decision_accuracy'])} "
+                         f"| {_f(v['chance'])} | {_f(v['forced_after_decision'])} | {_f(v.get('clever_hans_rate'))} |")
+    return lines
+
+
 def inference_markdown(rows: list[dict]) -> list[str]:
     """The inference-fixes comparison (see ``evaluate.inference_fixes``) as Markdown table lines."""
     lines = ["| model | objective | strategy | accuracy | decision accuracy | tries (mean) | tokens per graph |",
@@ -160,6 +222,12 @@ def write_report(rows: list[dict], curves: dict[str, list[dict]], out: Path, tit
     ]
     for r in rows:
         lines.append(f"| {r['name']} | {r['answer_order']} | " + " | ".join(f"{x:.3f}" for x in r["per_position"]) + " |")
+    grid = plot_grid(rows, out, title)
+    if grid is not None:
+        lines += ["", "## Per shape G(d, l)", "",
+                  "Greedy and decision accuracy of each model on each shape, beside chance 1/d: a next-token model "
+                  "that has not learned to plan chooses the arm at chance on every shape.", "",
+                  f"![accuracy per shape]({grid.name})", "", *grid_markdown(rows)]
     if fixes:
         lines += ["", "## Inference-time fixes: does search recover the plan?", "", *inference_markdown(fixes), "",
                   INFERENCE_NOTE]

@@ -197,3 +197,13 @@ def test_probe_any_shape_in_context(mixed):
     assert any("unequal" in r for r in s.ood)
     with pytest.raises(GraphError, match="longer than the model's context"):
         parse_for_model(", ".join(f"{i}→{i + 1}" for i in range(11)) + " || find(0 → 11)", lm)
+
+
+def test_reproduce_grid_heat_map(mixed, tmp_path):
+    nt, rev = mixed("next-token"), mixed("reverse")
+    r = run("reproduce", "--models", f"{nt.path.parent},{rev.path.parent}", "--count", 80, "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert "per shape" in r.stdout and "G(3,4)" in r.stdout
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+    report = (tmp_path / "report.md").read_text()
+    assert "![accuracy per shape](grid.png)" in report and "| G(2,3) |" in report
