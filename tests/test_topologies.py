@@ -20,6 +20,7 @@ from ntp_probe.train import train
 
 runner = CliRunner()
 SET = dict(degree=[2, 3], path_len=[3, 4], nodes=12)
+SLIDE = "2→1, 0→10, 9→3, 5→4, 4→6, 3→0, 1→7, 9→2, 9→5 || find(9 → 7)"  # the talk's slide: a G(3,4)
 
 
 def run(*args):
@@ -182,6 +183,14 @@ def test_sets_refused_where_padding_does_not_hold(tmp_path):
 # -- probing: in the set, outside it, outside the context --------------------------------------------
 
 
+def test_probe_the_slide_example(mixed):
+    lm = mixed("reverse")
+    r = run("probe", lm.path.parent, "--graph", SLIDE, "--json")
+    assert r.exit_code == 0, r.output
+    j = json.loads(r.stdout)
+    assert len(j["steps"]) == 4 and not j["ood"]
+
+
 def test_probe_any_shape_in_context(mixed):
     lm = mixed("next-token")
     g34 = generate(3, 4, 12, 1, seed=2)
@@ -207,3 +216,53 @@ def test_reproduce_grid_heat_map(mixed, tmp_path):
     assert (tmp_path / "grid.png").stat().st_size > 1000
     report = (tmp_path / "report.md").read_text()
     assert "![accuracy per shape](grid.png)" in report and "| G(2,3) |" in report
+
+
+# -- the app -------------------------------------------------------------------------------------------
+
+
+def test_app_defaults_to_star_models_when_shipped(tmp_path, monkeypatch):
+    from ntp_probe.tui.app import ProbeApp
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NTP_PROBE_MODELS", str(tmp_path / "models"))
+    for name in ("star-next-token", "star-reverse"):
+        (tmp_path / "models" / name).mkdir(parents=True)
+        (tmp_path / "models" / name / "model.safetensors").write_bytes(b"")
+    app = ProbeApp()
+    assert app.specs == ["star-next-token", "star-reverse"]
+
+
+def test_app_takes_a_graph_of_another_shape(mixed):
+    import asyncio
+
+    from textual.widgets import TextArea
+
+    from ntp_probe.task import format_human
+    from ntp_probe.tui.app import ProbeApp
+    from test_tui import SIZE, settle, text_of
+
+    lm = mixed("next-token")
+    g23 = next(generate(2, 3, 12, 1, seed=4).graphs())
+
+    async def go():
+        app = ProbeApp([lm], graph=format_human(g23))
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            assert app.session.length == 3
+            app.query_one("#graph", TextArea).load_text(SLIDE)  # another shape, typed: the slide's G(3,4)
+            await settle(app, pilot)
+            assert app.session.graph.goal == 7 and app.session.length == 4 and not app.session.ood
+            assert len(app.session.steps) == 4 and "✓ G(3,4)" in text_of(app, "#graph-status")
+            app.query_one("#graph", TextArea).load_text("G(2,4)")  # ask for a shape
+            await settle(app, pilot)
+            assert app.session.graph.topology() == (2, 4) and "G(2,4)" in text_of(app, "#graph-status")
+            await pilot.press("escape", "t")  # the next shape of the set
+            await settle(app, pilot)
+            assert app.session.graph.topology() in lm.task.topologies.shapes
+            g25 = "0→1, 1→2, 2→3, 3→4, 0→5, 5→6, 6→7, 7→8 || find(0 → 4)"  # in context, outside the set
+            app.query_one("#graph", TextArea).load_text(g25)
+            await settle(app, pilot)
+            assert app.session.length == 5 and app.session.ood and "⚠" in text_of(app, "#graph-status")
+
+    asyncio.run(go())

@@ -49,6 +49,23 @@ from .widgets.inside import InsidePanel
 
 DEFAULT_MODEL = "g2-5-next-token"
 DEFAULT_COMPARE = ("g2-5-reverse", "g2-5-teacherless")
+STAR_MODEL = "star-next-token"  # trained on every shape G(2..5, 3..6): any star a user types
+STAR_COMPARE = ("star-reverse", "star-teacherless")
+
+
+def shipped(name: str) -> bool:
+    """Whether a model NAME is in the model folders (``checkpoint.model_dirs``' order, without importing torch)."""
+    dirs = [Path(os.environ["NTP_PROBE_MODELS"])] if os.environ.get("NTP_PROBE_MODELS") else []
+    dirs += [Path.cwd() / "models", Path(__file__).resolve().parents[2] / "models"]
+    return any((d / name / "model.safetensors").is_file() for d in dirs)
+
+
+def default_models() -> tuple[str, tuple[str, ...]]:
+    """The app's models with no argument: star-next-token with star-reverse beside it when they exist, else the
+    G(2,5) ones."""
+    if shipped(STAR_MODEL):
+        return STAR_MODEL, tuple(m for m in STAR_COMPARE if shipped(m))
+    return DEFAULT_MODEL, DEFAULT_COMPARE
 
 
 @dataclass
@@ -93,7 +110,10 @@ class ProbeApp(App):
         Binding("u", "unforce", "Undo", tooltip="Undo force: remove the last forced token"),
         Binding("x", "clear_forced", "Clear forced", show=False, tooltip="Clear forced tokens: remove every forced token"),
         Binding("r", "random_graph", "Random", tooltip="Random graph: a fresh random graph of the model's topology"),
-        Binding("e", "edit_graph", "Edit", tooltip="Edit graph: type a graph (either format), validated as you type"),
+        Binding("e", "edit_graph", "Edit", tooltip="Edit graph: type a graph (either format), validated as you type; "
+                "G(3,4) asks for a random graph of that shape"),
+        Binding("t", "next_shape", "Shape", show=False,
+                tooltip="Next shape: a random graph of the next shape G(d,l) of the model's topology set"),
         Binding("escape", "leave_editor", "Leave editor", show=False, tooltip="Leave the editor: keys drive the app again"),
         Binding("o", "open_line", "Open line", show=False, tooltip="Load a line from a data file: give path:line"),
         Binding("c", "compare_next", "Compare", show=False,
@@ -118,8 +138,10 @@ class ProbeApp(App):
                  graph: str | None = None) -> None:
         """``models``: specs (a file, a run directory, a shipped name) or already-loaded models."""
         super().__init__()
-        self.specs = list(models) if models else [DEFAULT_MODEL, *DEFAULT_COMPARE]
-        self.optional = set() if models else set(DEFAULT_COMPARE)
+        main, compare = default_models()
+        self.specs = list(models) if models else [main, *compare]
+        self.optional = set() if models else set(compare)
+        self.shape_index = 0  # t: the next shape of a topology set's model
         self.graph_seed = seed
         self.initial_graph = graph
         self.top_k = top_k
@@ -357,15 +379,35 @@ class ProbeApp(App):
     def _graph_typed(self, msg: GraphEditor.Chosen) -> None:
         self.submit_graph(msg.graph)
 
-    def new_random_graph(self, advance: bool = True) -> None:
-        from ..task import generate
+    def new_random_graph(self, advance: bool = True, shape: tuple[int, int] | None = None) -> None:
+        """A random graph of the model's shapes (a topology set: a shape drawn from it), or of ``shape``."""
+        from ..probing import check_fits
+        from ..task import Topologies, generate_set
 
         if advance:
             self.graph_seed += 1
         t = self.lm.task
-        g = next(generate(t.degree, t.path_len, t.nodes, 1, seed=self.graph_seed).graphs())
-        self.editor.show_graph(g, note=f"random {t.label()} graph #{self.graph_seed}")
+        try:
+            shapes = t.topologies if shape is None else Topologies.parse(shape[0], shape[1], t.nodes)
+            g = next(generate_set(shapes, t.nodes, 1, seed=self.graph_seed).graphs())
+            check_fits(g, self.lm)
+        except NtpProbeError as e:
+            self.editor.error(f"G{shape}: {e}")
+            return
+        self.editor.show_graph(g, note="random G({},{}) graph #{}".format(*g.topology(), self.graph_seed))
         self.submit_graph(g)
+
+    @on(GraphEditor.ShapeAsked)
+    def _shape_asked(self, msg: GraphEditor.ShapeAsked) -> None:
+        self.new_random_graph(shape=msg.shape)
+
+    def action_next_shape(self) -> None:
+        """A random graph of the next shape of the model's set (one shape: a new graph of it)."""
+        if self.lm is None:
+            return
+        shapes = self.lm.task.topologies.shapes
+        self.shape_index = (self.shape_index + 1) % len(shapes)
+        self.new_random_graph(shape=shapes[self.shape_index])
 
     # -- actions ------------------------------------------------------------------------------------
     def action_step(self) -> None:

@@ -6,6 +6,7 @@ app puts in (a random one, a loaded line) go through ``show_graph`` and are not 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from rich.markup import escape
@@ -16,6 +17,14 @@ from textual.message import Message
 from textual.widgets import Label, TextArea
 
 from .render import graph_key
+
+SHAPE_TEXT = re.compile(r"\s*G\s*\(\s*(\d{1,3})\s*,\s*(\d{1,3})\s*\)\s*", re.IGNORECASE)  # 'G(3,4)' in the editor
+
+
+def ood_for(lm, g) -> list[str]:
+    """Why a graph is out of the model's distribution (its shape, or outside its topology set)."""
+    t = lm.task
+    return g.ood_reasons(shapes=t.topologies) if t.mixed else g.ood_reasons(t.degree, t.path_len)
 
 PLACEHOLDER = "type a graph: 2→1, 0→10, 9→3 … || find(9 → 7)   (e to edit, r for a random one)"
 
@@ -30,6 +39,12 @@ class GraphEditor(Vertical):
         #graph-status { height: 1; width: 100%; color: $text-muted; }
     }
     """
+
+    @dataclass
+    class ShapeAsked(Message):
+        """The user typed 'G(3,4)': a random graph of that shape."""
+
+        shape: tuple
 
     @dataclass
     class Chosen(Message):
@@ -87,17 +102,21 @@ class GraphEditor(Vertical):
         from ...errors import GraphError
         from ...probing import parse_for_model
 
+        if m := SHAPE_TEXT.fullmatch(self.text):  # 'G(3,4)': a random graph of that shape
+            self.post_message(self.ShapeAsked((int(m.group(1)), int(m.group(2)))))
+            return
         try:
             g = parse_for_model(self.text, self.lm)
         except GraphError as e:
             self.error(str(e))
             return
-        ood = g.ood_reasons(self.lm.task.degree, self.lm.task.path_len)
+        ood = ood_for(self.lm, g)
         warn = f"  [yellow]⚠ {escape('; '.join(ood))}[/]" if ood else ""
         mine = graph_key(g) == self._intent
         note = f"{escape(self._note)}: " if self._note and mine else ""
         self._note = None
-        self.say(f"[green]✓[/] {note}{len(g.edges)} edges, start {g.start} → goal {g.goal}{warn}")
+        shape = "G({},{}) ".format(*g.topology()) if self.lm.task.mixed else ""  # a set's model: which of its shapes
+        self.say(f"[green]✓[/] {note}{shape}{len(g.edges)} edges, start {g.start} → goal {g.goal}{warn}")
         if not mine:
             self._intent = graph_key(g)
             self.post_message(self.Chosen(g))
