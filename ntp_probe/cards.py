@@ -12,8 +12,11 @@ from .atomic import atomic_write, atomic_write_text
 from .evaluate import evaluate
 from .fmt import fmt
 from .metrics import clever_hans
-from .task import read_lines
+from .task import format_values, generate_set, read_lines
 from .runs import METRICS_FILE
+
+
+PER_SHAPE = 1000  # fresh graphs per shape on the card of a topology set's model
 
 
 def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: int = 0, note: str | None = None) -> Path:
@@ -21,6 +24,15 @@ def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: i
     graphs = read_lines(data, lm.task.nodes)
     ev = evaluate(lm, graphs)
     ev = {"model": name, "data": data.name, **ev}
+    grid = None
+    if lm.task.mixed:  # the whole set too: PER_SHAPE fresh graphs per shape
+        shapes = lm.task.topologies
+        fresh = generate_set(shapes, lm.task.nodes, PER_SHAPE * len(shapes.shapes), seed=12345)
+        grid = evaluate(lm, fresh)
+        if lm.objective.decision_step:
+            ch_grid = clever_hans(lm, fresh, seed=seed)
+            for key, r in ch_grid["by_topology"].items():
+                grid["by_topology"][key]["clever_hans_rate"] = r["clever_hans_rate"]
     ch = None
     if lm.objective.decision_step:
         ch = {"model": name, "data": data.name, **clever_hans(lm, graphs, seed=seed)}
@@ -30,12 +42,14 @@ def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: i
                                "forced_per_position", "count")}
     card["data"] = data.name
     card["clever_hans_rate"] = ch["clever_hans_rate"] if ch else None
+    if grid is not None:
+        card["by_topology"] = grid["by_topology"]
     meta = {**lm.meta, "card": card}
     ckpt.save(dest / ckpt.MODEL_FILE, lm.model, meta)
     src_metrics = lm.path.parent / METRICS_FILE
     if src_metrics.is_file():
         atomic_write(dest / METRICS_FILE, lambda name: shutil.copyfile(src_metrics, name))
-    atomic_write_text(dest / "README.md", card_markdown(lm, ev, ch, note, name=name))
+    atomic_write_text(dest / "README.md", card_markdown(lm, ev, ch, note, name=name, grid=grid))
     return dest
 
 
@@ -64,9 +78,9 @@ def _cell(v) -> str:
 
 
 def card_markdown(lm: ckpt.LoadedModel, ev: dict | None = None, ch: dict | None = None, note: str | None = None,
-                  name: str | None = None) -> str:
+                  name: str | None = None, grid: dict | None = None) -> str:
     """The model card. With ``ev`` (and ``ch``), the evaluation and clever-hans JSON measured when shipping;
-    without, the figures the model's header carries."""
+    without, the figures the model's header carries. ``grid``: a topology set's figures per shape (fresh graphs)."""
     name = name or lm.display_name
     tr = lm.meta.get("training") or {}
     cfg = lm.meta["config"]
@@ -75,7 +89,7 @@ def card_markdown(lm: ckpt.LoadedModel, ev: dict | None = None, ch: dict | None 
         f"# {name}",
         "",
         f"A {architecture(cfg)} trained with the **{lm.objective.name}** objective on path-star graphs {t.label()} "
-        f"({t.degree} arms, {t.path_len}-node paths, "
+        f"({format_values(t.topologies.degrees)} arms, {format_values(t.topologies.path_lens)}-node paths, "
         f"answer in {lm.objective.answer_order} order).",
         "",
         "## Training",
@@ -102,7 +116,7 @@ def card_markdown(lm: ckpt.LoadedModel, ev: dict | None = None, ch: dict | None 
         f"## Figures on `{ev['data']}` ({ev['count']:,} graphs)",
         "",
         f"- greedy accuracy (whole answer): **{ev['accuracy']:.4f}**",
-        f"- decision accuracy (arm choice): **{ev['decision_accuracy']:.4f}** (chance {1 / t.degree:.3f})",
+        f"- decision accuracy (arm choice): **{ev['decision_accuracy']:.4f}** (chance {ev['chance']:.3f})",
         f"- teacher-forced accuracy: {ev['forced_accuracy']:.4f}; after the decision: {ev['forced_after_decision']:.4f}",
     ]
     if ch:
@@ -114,6 +128,12 @@ def card_markdown(lm: ckpt.LoadedModel, ev: dict | None = None, ch: dict | None 
     lines += ["", "`ntp-probe eval --json`:", "", "```json", json.dumps({k: v for k, v in ev.items() if k != "seconds"}), "```"]
     if ch:
         lines += ["", "`ntp-probe clever-hans --json`:", "", "```json", json.dumps(ch), "```"]
+    if grid is not None:
+        from .report import grid_markdown
+
+        lines += ["", f"## Every shape: {PER_SHAPE:,} fresh graphs per shape (seed 12345)", "",
+                  *grid_markdown([{"name": name, **grid}]), "",
+                  f"Reproduce: `ntp-probe eval {name} --count {grid['count']} --json` (figures under `by_topology`)."]
     if note:
         lines += ["", "## Notes", "", note]
     lines += ["", f"Reproduce these figures: `ntp-probe eval {name} --data {ev['data']} --json`.", ""]

@@ -184,6 +184,16 @@ def inference_table(rows: list[dict]) -> Table:
     return t
 
 
+def _shape(task: dict) -> str:
+    """A run's shape(s) from its train config: 'G(2,5)', or a topology set's label."""
+    from .task import Topologies
+
+    d, l = task.get("degree"), task.get("path_len")
+    if isinstance(d, list) or isinstance(l, list):
+        return Topologies(tuple(d) if isinstance(d, list) else (d,), tuple(l) if isinstance(l, list) else (l,)).label()
+    return f"G({d},{l})"
+
+
 def _duration(s: float | None) -> str:
     if s is None:
         return "—"
@@ -205,7 +215,7 @@ def watch_view(rows: list[dict]):
     colour = {"running": "green", "finished": "blue", "target reached": "blue", "stopped": "yellow"}
     for r in rows:
         last, task = r["last"], r["task"]
-        what = (f"{r['objective']} G({task['degree']},{task['path_len']}) N={task['nodes']}" if r["objective"]
+        what = (f"{r['objective']} {_shape(task)} N={task['nodes']}" if r["objective"]
                 else "no checkpoint yet" if r["step"] else "starting")
         t.add_row(
             f"{r['run']}\n[dim]{what}[/]", f"[{colour[r['state']]}]{r['state']}[/]" + (f"\n[dim]pid {r['pid']}[/]" if r["pid"] else ""),

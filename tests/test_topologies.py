@@ -266,3 +266,15 @@ def test_app_takes_a_graph_of_another_shape(mixed):
             assert app.session.length == 5 and app.session.ood and "⚠" in text_of(app, "#graph-status")
 
     asyncio.run(go())
+
+
+def test_ship_card_has_every_shape(mixed, tmp_path):
+    lm = mixed("next-token")
+    data = tmp_path / "g23.txt"
+    assert run("generate", "--degree", 2, "--path-len", 3, "--nodes", 12, "--count", 50, "--out", data).exit_code == 0
+    r = run("ship", lm.path.parent, "--name", "tiny-star", "--data", data, "--models-dir", tmp_path / "models")
+    assert r.exit_code == 0, r.output
+    shipped = load(tmp_path / "models" / "tiny-star")
+    assert set(shipped.meta["card"]["by_topology"]) == {"2,3", "2,4", "3,3", "3,4"}
+    card = (tmp_path / "models" / "tiny-star" / "README.md").read_text()
+    assert "| G(3,4) |" in card and "2,3 arms, 3,4-node paths" in card
