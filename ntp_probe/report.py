@@ -153,10 +153,10 @@ def plot_grid(rows: list[dict], out: Path, title: str) -> Path | None:
     fig.suptitle(f"{title}: accuracy per shape G(d, l)", fontsize=9)
     fig.tight_layout()
     f = out / "grid.png"
-    tmp = f.with_name(f.name + ".tmp")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, f)
+    try:
+        atomic_write(f, lambda name: fig.savefig(name, format="png"))
+    finally:
+        plt.close(fig)
     return f
 
 

@@ -193,6 +193,7 @@ class DataStream:
     def __init__(self, cfg: TrainConfig, device: torch.device, rank: int = 0, graphs: list | None = None):
         self.cfg, self.device, self.rank = cfg, device, rank
         self.tok = Tokenizer(cfg.nodes)
+        self.topologies = Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes)
         self.objective = make_objective(cfg)
         self.pool: GraphBatch | None = None
         if cfg.train_file:
