@@ -278,3 +278,15 @@ def test_ship_card_has_every_shape(mixed, tmp_path):
     assert set(shipped.meta["card"]["by_topology"]) == {"2,3", "2,4", "3,3", "3,4"}
     card = (tmp_path / "models" / "tiny-star" / "README.md").read_text()
     assert "| G(3,4) |" in card and "2,3 arms, 3,4-node paths" in card
+
+
+def test_shipped_single_shape_model_scores_as_before():
+    """`ntp-probe eval g2-5-next-token --count 500 --seed 3 --json` is what it was before topology sets
+    (tests/fixtures/g2-5-next-token-eval-500-seed-3.json: the output of the commit before them, less `seconds`)."""
+    from conftest import FIXTURES
+
+    r = run("eval", "g2-5-next-token", "--count", 500, "--seed", 3, "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    got.pop("seconds")
+    assert got == json.loads((FIXTURES / "g2-5-next-token-eval-500-seed-3.json").read_text())
