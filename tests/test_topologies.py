@@ -290,3 +290,10 @@ def test_shipped_single_shape_model_scores_as_before():
     got = json.loads(r.stdout)
     got.pop("seconds")
     assert got == json.loads((FIXTURES / "g2-5-next-token-eval-500-seed-3.json").read_text())
+
+
+def test_multi_token_trains_on_a_set(tmp_path):
+    train(tiny_config(tmp_path, "multi-token", steps=10, eval_every=10, future=2, **SET), tmp_path / "mt")
+    lm = load(tmp_path / "mt")
+    res = evaluate(lm, generate_set(lm.task.topologies, 12, 40, seed=1))
+    assert set(res["by_topology"]) <= {"2,3", "2,4", "3,3", "3,4"} and res["count"] == 40
