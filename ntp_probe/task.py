@@ -531,14 +531,14 @@ class Topologies:
         return shape[0] in self.degrees and shape[1] in self.path_lens
 
     def label(self) -> str:
-        """'G(3,4)' for one shape, 'G(d∈2..5, l∈{3,4,6})' for a set."""
+        """'G(3,4)' for one shape, 'G(d∈2..5, l∈{3,4,6})' or 'G(d∈{2,3}, l=5)' for a set."""
         if not self.mixed:
             return f"G({self.degrees[0]},{self.path_lens[0]})"
 
         def one(v):
             text = format_values(v)
-            return text.replace("-", "..") if "-" in text else (text if len(v) == 1 else "{" + text + "}")
-        return f"G(d∈{one(self.degrees)}, l∈{one(self.path_lens)})"
+            return f"={text}" if len(v) == 1 else "∈" + (text.replace("-", "..") if "-" in text else "{" + text + "}")
+        return f"G(d{one(self.degrees)}, l{one(self.path_lens)})"
 
     def to_option(self) -> tuple[int | list[int], int | list[int]]:
         """(degree, path_len) as TrainConfig holds them: an int for one value (as always), else a list."""

@@ -297,3 +297,20 @@ def test_multi_token_trains_on_a_set(tmp_path):
     lm = load(tmp_path / "mt")
     res = evaluate(lm, generate_set(lm.task.topologies, 12, 40, seed=1))
     assert set(res["by_topology"]) <= {"2,3", "2,4", "3,3", "3,4"} and res["count"] == 40
+
+
+@pytest.mark.parametrize("task, message", [
+    ({"degrees": "2-3"}, "non-empty list of integers"),
+    ({"degrees": [2, 3], "path_lens": []}, "non-empty list of integers"),
+    ({"degrees": [2, 3], "path_lens": [3, 5]}, "largest of degrees/path_lens"),
+    ({"degrees": [0, 3], "path_lens": [3, 4]}, "≥ 1"),
+])
+def test_bad_set_in_the_header_is_one_line(mixed, tmp_path, task, message):
+    from ntp_probe import checkpoint as ckpt
+    from ntp_probe.errors import ModelFileError
+
+    lm = mixed("reverse")
+    meta = {**lm.meta, "task": {**lm.meta["task"], **task}}
+    ckpt.save(tmp_path / "m.safetensors", lm.model, meta)
+    with pytest.raises(ModelFileError, match=message):
+        ckpt.load(tmp_path / "m.safetensors")
