@@ -508,6 +508,38 @@ def held_out(run: Run) -> dict:
 # The loop
 
 
+BUCKETS = 4  # a padded batch (a topology set) runs as this many groups of rows of similar length
+
+
+def batch_loss(objective: Objective, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp,
+               buckets: int = BUCKETS) -> torch.Tensor:
+    """The step's loss. A batch of one shape: one pass, as always. A padded batch of several shapes (left-padded
+    inputs): its rows sorted by length in ``buckets`` groups, each cut to its own longest row, so most of the
+    padding is never computed (G(2..5, 3..6): 43 real tokens of 83 on average). The loss is the same (up to
+    rounding): a graph's logits do not depend on its padding, and the groups' mean losses are weighted by their
+    target counts (one output head; objectives with more heads take one pass)."""
+    pad = (x < 0).cumprod(dim=1).sum(dim=1)  # left padding of each row
+    if buckets <= 1 or objective.heads != 1 or not bool(pad.any()):
+        with amp:
+            logits = objective.train_logits(model, x)
+        return objective.loss(logits, y)
+    from .objectives import IGNORE
+
+    order = pad.argsort(stable=True)
+    total, count = 0.0, 0
+    for rows in order.chunk(buckets):
+        cut = int(pad[rows].min())
+        xb, yb = x[rows, cut:], y[rows, cut:]
+        n = int((yb != IGNORE).sum())
+        if n == 0:
+            continue
+        with amp:
+            logits = objective.train_logits(model, xb)
+        total = total + objective.loss(logits, yb) * n
+        count += n
+    return total / count
+
+
 def loop(run: Run, lock: RunLock, emit: Callback) -> dict:
     cfg, model, opt, objective, dist = run.cfg, run.model, run.opt, run.objective, run.dist
     step, loss_sum, loss_n = run.start_step, run.loss_sum, run.loss_n
@@ -524,9 +556,7 @@ def loop(run: Run, lock: RunLock, emit: Callback) -> dict:
                 group["lr"] = lr_at(step, cfg)
             torch.manual_seed(cfg.seed * 1_000_003 + dist.rank * 7_919 + step + 1)  # dropout noise of this step
             x, y = run.data.batch(step)
-            with run.amp:
-                logits = objective.train_logits(model, x)
-            loss = objective.loss(logits, y)
+            loss = batch_loss(objective, model, x, y, run.amp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:

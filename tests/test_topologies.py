@@ -314,3 +314,27 @@ def test_bad_set_in_the_header_is_one_line(mixed, tmp_path, task, message):
     ckpt.save(tmp_path / "m.safetensors", lm.model, meta)
     with pytest.raises(ModelFileError, match=message):
         ckpt.load(tmp_path / "m.safetensors")
+
+
+@pytest.mark.parametrize("objective", ["next-token", "reverse"])
+def test_bucketed_loss_is_the_same_loss(objective):
+    """Training runs a padded batch in groups of similar length: the same loss and gradients as one pass."""
+    import contextlib
+
+    from ntp_probe.objectives import get
+    from ntp_probe.train import batch_loss
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=16, block_size=33, n_layer=1, n_head=2, n_embd=32))
+    obj, tok = get(objective), Tokenizer(12)
+    b = generate_set(Topologies.parse("2-3", "3-4", 12), 12, 64, seed=2)
+    x, y = obj.train_batch(tok.questions(b), obj.answer(b.path), tok.dollar)
+    grads = []
+    for buckets in (1, 4):
+        model.zero_grad()
+        loss = batch_loss(obj, model, x, y, contextlib.nullcontext(), buckets=buckets)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-6, rtol=0)
+    for g1, g4 in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(g1, g4, atol=1e-6, rtol=1e-5)
