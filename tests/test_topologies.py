@@ -300,17 +300,19 @@ def test_multi_token_trains_on_a_set(tmp_path):
 
 
 @pytest.mark.parametrize("task, message", [
-    ({"degrees": "2-3"}, "non-empty list of integers"),
-    ({"degrees": [2, 3], "path_lens": []}, "non-empty list of integers"),
+    ({"degrees": "2-3"}, "degrees '2-3': not a list of 1 to 1024 whole numbers"),
+    ({"degrees": [2, 3], "path_lens": []}, "path_lens"),
+    ({"path_lens": None}, "non-empty list of integers"),  # one list without the other (None: key removed)
     ({"degrees": [2, 3], "path_lens": [3, 5]}, "largest of degrees/path_lens"),
-    ({"degrees": [0, 3], "path_lens": [3, 4]}, "≥ 1"),
+    ({"degrees": [0, 3], "path_lens": [3, 4]}, "degrees"),
+    ({"degrees": [2, 3], "path_lens": [1, 4]}, "≥ 2"),
 ])
 def test_bad_set_in_the_header_is_one_line(mixed, tmp_path, task, message):
     from ntp_probe import checkpoint as ckpt
     from ntp_probe.errors import ModelFileError
 
     lm = mixed("reverse")
-    meta = {**lm.meta, "task": {**lm.meta["task"], **task}}
+    meta = {**lm.meta, "task": {k: v for k, v in {**lm.meta["task"], **task}.items() if v is not None}}
     ckpt.save(tmp_path / "m.safetensors", lm.model, meta)
     with pytest.raises(ModelFileError, match=message):
         ckpt.load(tmp_path / "m.safetensors")
