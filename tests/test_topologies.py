@@ -340,3 +340,13 @@ def test_bucketed_loss_is_the_same_loss(objective):
     torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-6, rtol=0)
     for g1, g4 in zip(grads[0][1], grads[1][1]):
         torch.testing.assert_close(g1, g4, atol=1e-6, rtol=1e-5)
+
+
+def test_clever_hans_per_shape_skips_graphs_that_are_not_stars(mixed):
+    from ntp_probe.metrics import clever_hans
+
+    lm = mixed("next-token")
+    graphs = list(generate(2, 3, 12, 20, seed=1).graphs()) + list(generate(3, 4, 12, 20, seed=1).graphs())
+    graphs.append(parse("0→1, 1→2, 0→3, 3→4, 4→5 || find(0 → 5)"))  # unequal arms
+    res = clever_hans(lm, graphs, seed=0)
+    assert res["skipped_ood"] == 1 and res["count"] == 40 and set(res["by_topology"]) == {"2,3", "3,4"}
