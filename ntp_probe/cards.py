@@ -131,7 +131,7 @@ def card_markdown(lm: ckpt.LoadedModel, ev: dict | None = None, ch: dict | None 
     if grid is not None:
         from .report import grid_markdown
 
-        lines += ["", f"## Every shape: {PER_SHAPE:,} fresh graphs per shape (seed 12345)", "",
+        lines += ["", f"## Every shape: {grid['count']:,} fresh graphs, about {PER_SHAPE:,} per shape (seed 12345)", "",
                   *grid_markdown([{"name": name, **grid}]), "",
                   f"Reproduce: `ntp-probe eval {name} --count {grid['count']} --json` (figures under `by_topology`)."]
     if note:

@@ -376,10 +376,11 @@ def watch(
 
 
 def _set_label(task: dict) -> str:
-    from .task import Topologies
+    """A set's shapes in a table column: 'G(2-5,3-6)' (degrees, path lengths)."""
+    from .task import format_values
 
     try:
-        return Topologies(tuple(task["degrees"]), tuple(task["path_lens"])).label()
+        return f"G({format_values(task['degrees'])},{format_values(task['path_lens'])})"
     except (TypeError, ValueError):
         return "G(?)"
 
