@@ -204,6 +204,8 @@ def test_probe_any_shape_in_context(mixed):
     unequal = parse("0→1, 1→2, 0→3, 3→4, 4→5 || find(0 → 5)")  # a star with arms of unequal length
     s.set_graph(unequal)
     assert any("unequal" in r for r in s.ood)
+    s.set_graph(parse("0→1, 1→2, 1→3, 0→4, 4→5 || find(0 → 2)"))  # a tree that is not a star
+    assert s.length == 3 and len(s.steps) == 3 and any("more than one child" in r for r in s.ood)
     with pytest.raises(GraphError, match="longer than the model's context"):
         parse_for_model(", ".join(f"{i}→{i + 1}" for i in range(11)) + " || find(0 → 11)", lm)
 
