@@ -242,7 +242,7 @@ def test_app_takes_a_graph_of_another_shape(mixed):
 
     from ntp_probe.task import format_human
     from ntp_probe.tui.app import ProbeApp
-    from test_tui import SIZE, settle, text_of
+    from test_tui import SIZE, text_of
 
     lm = mixed("next-token")
     g23 = next(generate(2, 3, 12, 1, seed=4).graphs())
@@ -250,21 +250,21 @@ def test_app_takes_a_graph_of_another_shape(mixed):
     async def go():
         app = ProbeApp([lm], graph=format_human(g23))
         async with app.run_test(size=SIZE) as pilot:
-            await settle(app, pilot)
+            await app.wait_idle()
             assert app.session.length == 3
             app.query_one("#graph", TextArea).load_text(SLIDE)  # another shape, typed: the slide's G(3,4)
-            await settle(app, pilot)
+            await app.wait_idle()
             assert app.session.graph.goal == 7 and app.session.length == 4 and not app.session.ood
             assert len(app.session.steps) == 4 and "✓ G(3,4)" in text_of(app, "#graph-status")
             app.query_one("#graph", TextArea).load_text("G(2,4)")  # ask for a shape
-            await settle(app, pilot)
+            await app.wait_idle()
             assert app.session.graph.topology() == (2, 4) and "G(2,4)" in text_of(app, "#graph-status")
             await pilot.press("escape", "t")  # the next shape of the set
-            await settle(app, pilot)
+            await app.wait_idle()
             assert app.session.graph.topology() in lm.task.topologies.shapes
             g25 = "0→1, 1→2, 2→3, 3→4, 0→5, 5→6, 6→7, 7→8 || find(0 → 4)"  # in context, outside the set
             app.query_one("#graph", TextArea).load_text(g25)
-            await settle(app, pilot)
+            await app.wait_idle()
             assert app.session.length == 5 and app.session.ood and "⚠" in text_of(app, "#graph-status")
 
     asyncio.run(go())
