@@ -56,8 +56,15 @@ STAR_COMPARE = ("star-reverse", "star-teacherless")
 def shipped(name: str) -> bool:
     """Whether a model NAME is in the model folders (``checkpoint.model_dirs``' order, without importing torch)."""
     dirs = [Path(os.environ["NTP_PROBE_MODELS"])] if os.environ.get("NTP_PROBE_MODELS") else []
-    dirs += [Path.cwd() / "models", Path(__file__).resolve().parents[2] / "models"]
-    return any((d / name / "model.safetensors").is_file() for d in dirs)
+    try:
+        dirs.append(Path.cwd() / "models")
+    except OSError:  # the working directory is gone
+        pass
+    dirs.append(Path(__file__).resolve().parents[2] / "models")
+    try:
+        return any((d / name / "model.safetensors").is_file() for d in dirs)
+    except OSError:
+        return False
 
 
 def default_models() -> tuple[str, tuple[str, ...]]:
