@@ -547,6 +547,14 @@ class Topologies:
         return one(self.degrees), one(self.path_lens)
 
 
+def _seeded(generator: torch.Generator | None, seed: int | None, device) -> torch.Generator:
+    """The caller's generator, or a new one seeded with ``seed`` (0 when None)."""
+    if generator is None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(0 if seed is None else seed)
+    return generator
+
+
 def generate_set(
     topologies: Topologies,
     nodes: int,
@@ -561,9 +569,7 @@ def generate_set(
     drawn first, then each shape's graphs in shape order from the same generator; the batch is padded."""
     if not topologies.mixed:
         return generate(topologies.degrees[0], topologies.path_lens[0], nodes, count, seed, generator, device)
-    if generator is None:
-        generator = torch.Generator(device=device)
-        generator.manual_seed(0 if seed is None else seed)
+    generator = _seeded(generator, seed, device)
     shapes = topologies.shapes
     pick = torch.randint(len(shapes), (count,), generator=generator, device=device)
     parts = []
@@ -593,9 +599,7 @@ def generate(
 ) -> GraphBatch:
     """``count`` random G(degree, path_len) graphs over ids 0..nodes-1, seeded and vectorised."""
     check_topology(degree, path_len, nodes)
-    if generator is None:
-        generator = torch.Generator(device=device)
-        generator.manual_seed(0 if seed is None else seed)
+    generator = _seeded(generator, seed, device)
     k = degree * (path_len - 1) + 1
     # k distinct ids per graph: the first k entries of a random permutation of 0..N-1
     ids = torch.rand(count, nodes, generator=generator, device=device).argsort(dim=1)[:, :k]
