@@ -366,7 +366,8 @@ def resolve(spec: str | Path) -> tuple[Path, str | None]:
         if (d / str(spec) / MODEL_FILE).is_file():
             return d / str(spec) / MODEL_FILE, str(spec)
     names = sorted(n for d in model_dirs() for n in (x.name for x in d.iterdir() if (x / MODEL_FILE).is_file()))
-    hint = f"; shipped models: {', '.join(names)}" if names else ""
+    shown = ", ".join(names[:6]) + (f" … ({len(names)} in all: ntp-probe models)" if len(names) > 6 else "")
+    hint = f"; shipped models: {shown}" if names else ""
     raise ModelFileError(f"model {str(spec)!r} not found: not a file, a directory, or a model name{hint}")
 
 
