@@ -229,6 +229,8 @@ def check_meta(path: Path, meta: dict) -> None:
         raise ModelFileError(f"{path}: the metadata's objective has no name")
     if "n_future" in obj and (not is_int(obj["n_future"]) or not 0 < obj["n_future"] <= MAX_SIZE):
         raise bad("objective", "n_future", f"not a whole number in 1..{MAX_SIZE:,}")
+    if "drop_masked" in obj and not isinstance(obj["drop_masked"], bool):
+        raise bad("objective", "drop_masked", "not true or false")
     if "mix" in obj and (not is_real(obj["mix"]) or not 0.0 <= obj["mix"] <= 1.0):  # hybrid: NaN fails too
         raise bad("objective", "mix", "not a number in [0, 1]")
     for key in CONFIG_REQUIRED:
@@ -237,6 +239,8 @@ def check_meta(path: Path, meta: dict) -> None:
     for key, low in CONFIG_INTS.items():
         if key in cfg and (not is_int(cfg[key]) or not low <= cfg[key] <= MAX_SIZE):
             raise bad("config", key, f"not a whole number in {low}..{MAX_SIZE:,}")
+    if "hidden_token" in cfg and (not is_int(cfg["hidden_token"]) or not -1 <= cfg["hidden_token"] < cfg["vocab_size"]):
+        raise bad("config", "hidden_token", "not -1 or a token id")
     if "dropout" in cfg and (not is_real(cfg["dropout"]) or not 0.0 <= cfg["dropout"] < 1.0):
         raise bad("config", "dropout", "not a number in [0, 1)")
     for key in ("bias", "causal"):
@@ -317,6 +321,10 @@ def load_file(path: str | Path, device: str | torch.device = "cpu", name: str | 
     if config.causal != objective.causal:
         raise ModelFileError(f"{path}: config says causal={str(config.causal).lower()}, but the {objective.name} objective "
                              f"needs {'causal' if objective.causal else 'bidirectional'} attention")
+    for key, want in objective.model_fields(Tokenizer(task.nodes).dollar).items():
+        if getattr(config, key) != want:
+            raise ModelFileError(f"{path}: config says {key}={getattr(config, key)!r}, but the {objective.name} "
+                                 f"objective needs {want!r}")
     _check_shapes(path, config)  # before allocating: a wrong header must not ask for terabytes
     try:
         model = build_model(config)

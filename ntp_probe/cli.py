@@ -231,6 +231,7 @@ def train(
     eval_count: Annotated[int, typer.Option("--eval-count", help="Held-out graphs per evaluation.")] = 2000,
     target_accuracy: Annotated[Optional[float], typer.Option("--target-accuracy", help="Stop once held-out greedy accuracy reaches this.")] = None,
     mask_question: Annotated[bool, typer.Option("--mask-question", help="mlm-u: mask the edge list's node ids too, at the same rate (the whole sequence, as in Kitouni et al.).", rich_help_panel="Task")] = False,
+    drop_masked: Annotated[bool, typer.Option("--drop-masked", help="mlm-u: masked tokens are queries only (their position), hidden from every other position, as in the authors' code.", rich_help_panel="Task")] = False,
     init_from: Annotated[Optional[str], typer.Option("--init-from", help="Warm start from this MODEL's weights (a curriculum, e.g. G(2,5) → G(5,5)); same size and node ids.", rich_help_panel="Model")] = None,
     threads: ThreadsOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
@@ -249,6 +250,7 @@ def train(
         lr=lr, min_lr=min_lr, warmup=warmup, weight_decay=weight_decay, seed=seed, device=device, amp=amp,
         eval_every=eval_every, eval_count=eval_count, target_accuracy=target_accuracy,
         train_file=str(train_file) if train_file else None, init_from=init_from, mask_question=mask_question,
+        drop_masked=drop_masked,
     )
     from .progress import TrainProgress
 

@@ -28,6 +28,8 @@ class GPTConfig:
     n_future: int = 1  # output heads: head j predicts token t+1+j; decoding uses head 0
     arch: str = "gpt"
     causal: bool = True  # False: bidirectional attention (the mlm-u objective); no KV cache then
+    hidden_token: int = -1  # mlm-u --drop-masked: this token id (the mask) is a query only, embedded as its
+    # position alone and attended to by no other position, as if dropped from the encoder (-1: none)
     d_state: int = 16  # Mamba only: SSM state size per channel
     d_conv: int = 4  # Mamba only: causal depthwise conv width
     expand: int = 2  # Mamba only: inner width = expand * n_embd
@@ -211,10 +213,14 @@ class GPT(nn.Module):
         mask = None
         if bool(pad.any()) or (cache is not None and cache.pad is not None):
             pos, mask = self._padding(pad, cache, past)
-            x = self.drop(self.wte(idx.clamp_min(0)) + self.wpe(pos))
+            tok = self.wte(idx.clamp_min(0))
         else:  # no padding: the plain causal model (its fast paths)
             pos = torch.arange(past, past + T, device=idx.device)
-            x = self.drop(self.wte(idx) + self.wpe(pos))
+            tok = self.wte(idx)
+        if self.config.hidden_token >= 0 and bool((hid := idx == self.config.hidden_token).any()):
+            tok = tok.masked_fill(hid[..., None], 0.0)
+            mask = self._hide(hid, mask, past)
+        x = self.drop(tok + self.wpe(pos))
         attns, hidden = ([] if want_attn else None), ([x] if want_hidden else None)
         for i, block in enumerate(self.blocks):
             x, a = block(x, cache, i, want_attn, mask)
@@ -247,6 +253,19 @@ class GPT(nn.Module):
         allowed = (k <= q) if self.config.causal else torch.ones(T, past + T, dtype=torch.bool, device=dev)
         mask = (allowed[None] & ~keys_pad[:, None, :]) | (k == q)[None]
         return pos, mask[:, None]
+
+    def _hide(self, hidden: torch.Tensor, mask: torch.Tensor | None, past: int) -> torch.Tensor:
+        """The attention mask with the ``hidden_token`` positions ([B, T] bool) seen by themselves only: every
+        other position reads the sequence as if they were not there (they keep their position embedding alone)."""
+        if past:
+            raise ValueError("a model with a hidden token decodes without a KV cache")
+        T = hidden.shape[1]
+        own = torch.eye(T, dtype=torch.bool, device=hidden.device)
+        visible = (~hidden[:, None, :] | own)[:, None]  # [B, 1, T, T]
+        if mask is None:
+            mask = torch.ones(T, T, dtype=torch.bool, device=hidden.device)
+            mask = (mask.tril() if self.config.causal else mask)[None, None]
+        return mask & visible
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """Logit lens: final LayerNorm + unembedding applied to a residual-stream state."""

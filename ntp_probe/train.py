@@ -74,6 +74,7 @@ class TrainConfig:
     train_file: str | None = None
     target_accuracy: float | None = None  # stop early once held-out greedy accuracy reaches this
     mask_question: bool = False  # mlm-u: mask the edge list's node ids too, at the same rate
+    drop_masked: bool = False  # mlm-u: masked tokens are position-only queries that nothing attends to
     init_from: str | None = None  # warm start (curriculum): a trained model's weights, e.g. one on a smaller graph
 
 
@@ -289,6 +290,7 @@ def model_config(cfg: TrainConfig, objective: Objective) -> GPTConfig:
         d_state=cfg.d_state,
         expand=cfg.expand,
         causal=objective.causal,
+        **objective.model_fields(Tokenizer(cfg.nodes).dollar),
     )
 
 

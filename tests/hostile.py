@@ -58,6 +58,10 @@ def hostile_models(d: Path) -> dict[str, tuple[Path, str]]:
                         '"n_embd": 32, "dropout": NaN}, "task": {"degree": 2, "path_len": 3, "nodes": 10}, '
                         '"objective": {"name": "next-token", "n_future": 1}}', "dropout nan"),
         "mlm-u-says-causal": (meta_with("mlm-u", mlmu, config={"causal": True}), "needs bidirectional attention"),
+        "hidden_token-past-the-vocabulary": (meta_with("mlm-u", mlmu, config={"hidden_token": 99}), "hidden_token 99"),
+        "drop_masked-a-string": (meta_with("mlm-u", mlmu, obj={"drop_masked": "yes"}), "drop_masked 'yes'"),
+        "drop_masked-without-the-hidden-token": (meta_with("mlm-u", mlmu, obj={"drop_masked": True}),
+                                                 "hidden_token=-1, but the mlm-u objective needs 13"),
         "d_model-zero": (meta_with(config={"n_embd": 0}), "n_embd 0"),
         "metadata-nested-100k-objects": ('{"a":' * 100_000 + "1" + "}" * 100_000, "nested more than"),
         "metadata-nested-100k-lists": ("[" * 100_000 + "]" * 100_000, "nested more than"),
@@ -84,7 +88,7 @@ def hostile_models(d: Path) -> dict[str, tuple[Path, str]]:
             del meta["task"]["nodes"]
         if name == "config-missing-n_embd":
             del meta["config"]["n_embd"]
-        model = mlmu if name == "mlm-u-says-causal" else None
+        model = mlmu if name.startswith(("mlm-u", "hidden_token", "drop_masked")) else None
         out[name] = (write_model(d / f"{name}.safetensors", meta, model), fragment)
     return out
 

@@ -139,3 +139,70 @@ def test_reproduce_with_mlmu(tmp_path):
     assert r.exit_code == 0, r.output
     report = (tmp_path / "report.md").read_text()
     assert "mlm-u" in report and (tmp_path / "curve-mlm-u.png").is_file()
+
+
+# -- --drop-masked: the reference code's masking (masked tokens dropped from the encoder, queries by position) --
+
+
+def _hidden_model(hidden_token: int = 13):
+    from ntp_probe.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=14, block_size=12, n_layer=2, n_head=2, n_embd=32, causal=False,
+                         hidden_token=hidden_token)).eval()
+
+
+def test_hidden_tokens_are_invisible_to_the_visible_ones_and_to_each_other():
+    model, h = _hidden_model(), 13
+    visible = torch.tensor([[3, 5, 10, 7, 2, 12]])
+    with torch.no_grad():
+        alone = model(visible).logits
+        two = model(torch.cat([visible, torch.tensor([[h, h]])], 1)).logits
+        three = model(torch.cat([visible, torch.tensor([[h, h, h]])], 1)).logits
+        revealed = model(torch.cat([visible, torch.tensor([[h, 4, h]])], 1)).logits
+    torch.testing.assert_close(two[:, :6], alone)  # the visible tokens read as if the masked ones were not there
+    torch.testing.assert_close(three[:, :8], two)  # a query sees the visible tokens, not the other queries
+    assert not torch.allclose(revealed[:, 6], three[:, 6])  # ... and a revealed token is visible to it
+    # the plain model (no hidden token) reads the mask as an ordinary token: its outputs change
+    plain = _hidden_model(-1)
+    with torch.no_grad():
+        assert not torch.allclose(plain(torch.cat([visible, torch.tensor([[h, h]])], 1)).logits[:, :6], plain(visible).logits)
+
+
+def test_a_hidden_query_is_its_position_alone():
+    model, h = _hidden_model(), 13
+    with torch.no_grad():
+        model.wte.weight[h] += 5.0  # the mask's own embedding plays no part
+        a = model(torch.tensor([[3, 5, h, h]])).logits
+        model.wte.weight[h] -= 5.0
+        b = model(torch.tensor([[3, 5, h, h]])).logits
+    torch.testing.assert_close(a, b)
+
+
+def test_drop_masked_trains_saves_and_loads(tmp_path):
+    from ntp_probe.errors import ModelFileError, UsageError
+    from ntp_probe.train import train
+
+    out = tmp_path / "dm"
+    result = runner.invoke(app, ["train", "--out", str(out), "--degree", "2", "--path-len", "3", "--nodes", "10",
+                                 "--objective", "mlm-u", "--drop-masked", "--mask-question", "--layers", "1",
+                                 "--d-model", "32", "--heads", "2", "--steps", "20", "--batch-size", "32",
+                                 "--eval-every", "10", "--eval-count", "32", "--amp", "fp32", "-q"])
+    assert result.exit_code == 0, result.output
+    lm = ckpt.load(out)
+    assert lm.model.config.hidden_token == 13 and lm.objective.drop_masked
+    meta = ckpt.read_meta(out / "model.safetensors")
+    assert meta["objective"] == {"name": "mlm-u", "n_future": 1, "drop_masked": True}
+    probe = runner.invoke(app, ["probe", str(out), "--graph", "0→1, 1→2, 0→3, 3→4 || find(0 → 4)", "--json"])
+    assert probe.exit_code == 0, probe.output
+    assert len(json.loads(probe.output)["tokens"]) == 3
+    # a header that drops masked tokens on a model built without them (or the reverse) is refused
+    meta["config"]["hidden_token"] = -1
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(str(out / "model.safetensors")), str(bad), metadata={"ntp_probe": json.dumps(meta)})
+    with pytest.raises(ModelFileError, match="hidden_token=-1, but the mlm-u objective needs 13"):
+        ckpt.load(bad)
+    with pytest.raises(UsageError, match="mlm-u only"):
+        train(tiny_config(tmp_path / "nt", drop_masked=True), tmp_path / "nt")

@@ -126,6 +126,10 @@ class Objective:
         """Output heads the model needs (head j predicts the token j+1 ahead); decoding uses head 0."""
         return 1
 
+    def model_fields(self, dollar: int) -> dict:
+        """Model config fields this objective sets beyond ``causal`` and the heads (``dollar``: the mask token's id)."""
+        return {}
+
     @property
     def supports_attention(self) -> bool:
         return self.no_attention is None

@@ -6,6 +6,12 @@ masked answer tokens written as ``$``, and predicts every answer position in pla
 uniformly random fraction of the answer (``--mask-question``: the edge list's node ids too, at the same
 rate, i.e. the whole sequence as in Kitouni et al.), with the loss on the masked tokens.
 
+``--drop-masked`` builds the model as the reference code does (facebookresearch/maze_navigation_MLMU): a
+masked token is not an input but a query — embedded as its position alone, and no other position attends
+to it, so the visible tokens are encoded as if the masked ones were dropped (the model's ``hidden_token``).
+One stack of shared layers plays encoder and decoder: a query reads the visible tokens layer by layer
+rather than cross-attending to a finished encoding, and queries do not see each other.
+
 Decoding starts with the whole answer masked (forced tokens written in) and makes one pass per answer
 token: among the positions still masked it fills **the most confident one** (highest top-1 probability)
 with its argmax. So the model chooses its own order — typically the easy end first (the goal, then its
@@ -73,11 +79,22 @@ class FillIn(Stepper):
 class MlmU(Objective):
     name = "mlm-u"
     mixed_shapes = False  # decodes a fixed answer length: one shape per model
-    options = {"mask_question": False}  # training only: not in the checkpoint header
+    # mask_question is training only (not in the checkpoint header); drop_masked shapes the model (kept)
+    options = {"mask_question": False, "drop_masked": False}
     causal = False
     extra_context = 1  # the unshifted sequence is one token longer
     strategies = ("greedy",)
     no_attention = "it fills positions in its own order"
+
+    def to_meta(self) -> dict:
+        return {**super().to_meta(), "drop_masked": True} if self.drop_masked else super().to_meta()
+
+    @classmethod
+    def from_meta(cls, meta):
+        return cls(drop_masked=meta.get("drop_masked", False) is True)
+
+    def model_fields(self, dollar: int) -> dict:
+        return {"hidden_token": dollar if self.drop_masked else -1}
 
     def check_strategy(self, kind: str) -> None:
         if kind not in self.strategies:
