@@ -43,7 +43,10 @@ def collect(run: Path, name: str | None) -> Path:
 
 def recipe(rec: dict) -> str:
     c = rec["config"]
-    parts = [rec["objective"]["name"] + (f" mix {rec['objective']['mix']}" if "mix" in rec["objective"] else ""),
+    obj = rec["objective"]
+    name = obj["name"] + (f" mix {obj['mix']}" if "mix" in obj else "") + (" drop-masked" if obj.get("drop_masked") else "")
+    name += " mask-question" if c.get("mask_question") else ""
+    parts = [name,
              f"{c.get('layers')}L/{c.get('d_model')}d", f"batch {c.get('batch_size')}"]
     lr = f"lr {c.get('lr'):g}" + (" const" if c.get("min_lr") == c.get("lr") else "")
     parts.append(lr)
@@ -105,7 +108,7 @@ def plot() -> Path:
         ax.legend(fontsize=6, loc="upper left")
     for ax in list(axes.flat)[len(recs):]:
         ax.axis("off")
-    fig.suptitle("teacherless / hybrid on 2 CPU cores: held-out accuracy per inner answer position", fontsize=10)
+    fig.suptitle("teacherless / hybrid / mlm-u on 2 CPU cores: held-out accuracy per inner answer position", fontsize=10)
     fig.tight_layout()
     out = HERE / "curves.png"
     tmp = HERE / "curves.png.tmp"
