@@ -40,6 +40,9 @@ def tl_config_dict(lm: LoadedModel) -> dict:
     if lm.arch != "gpt":
         raise UsageError(f"{lm.display_name} is a {lm.arch} model; only GPT models can be exported to TransformerLens")
     c = lm.model.config
+    if c.hidden_token >= 0:
+        raise UsageError(f"{lm.display_name} hides its masked tokens from attention (mlm-u --drop-masked), which a "
+                         "HookedTransformer cannot express; export an mlm-u model trained without --drop-masked")
     return {
         "n_layers": c.n_layer,
         "d_model": c.n_embd,

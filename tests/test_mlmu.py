@@ -196,6 +196,8 @@ def test_drop_masked_trains_saves_and_loads(tmp_path):
     probe = runner.invoke(app, ["probe", str(out), "--graph", "0→1, 1→2, 0→3, 3→4 || find(0 → 4)", "--json"])
     assert probe.exit_code == 0, probe.output
     assert len(json.loads(probe.output)["tokens"]) == 3
+    export = runner.invoke(app, ["export", str(out), "--to", "transformer-lens", "--out", str(tmp_path / "x.safetensors")])
+    assert export.exit_code == 2 and "cannot express" in export.output and not (tmp_path / "x.safetensors").exists()
     # a header that drops masked tokens on a model built without them (or the reverse) is refused
     meta["config"]["hidden_token"] = -1
     from safetensors.torch import load_file, save_file
