@@ -276,15 +276,20 @@ def one_or_set(text: str) -> int | str:
 
 
 def load_graphs_arg(lm, data: Path | None, count: int, seed: int, degree: str | None = None,
-                    path_len: str | None = None):
-    """--data's graphs, or ``count`` fresh ones of the model's shapes (or of --degree/--path-len)."""
+                    path_len: str | None = None, odd_ok: bool = False):
+    """--data's graphs (checked against the model before any work), or ``count`` fresh ones of the model's shapes
+    (or of --degree/--path-len). ``odd_ok``: see ``evaluate.check_graphs`` (clever-hans skips non-stars)."""
     from .limits import check_count
     from .task import Topologies, generate_set, read_lines
 
     if data is not None:
         if degree is not None or path_len is not None:
             raise UsageError("--degree/--path-len choose fresh graphs; --data gives its own")
-        return read_lines(data, lm.task.nodes)
+        from .evaluate import check_graphs
+
+        graphs = read_lines(data, lm.task.nodes)
+        check_graphs(lm, graphs, odd_ok)  # before any scoring starts
+        return graphs
     t = lm.task
     check_count(count, t.nodes)
     shapes = t.topologies
@@ -293,6 +298,13 @@ def load_graphs_arg(lm, data: Path | None, count: int, seed: int, degree: str | 
                                   one_or_set(path_len) if path_len is not None else list(shapes.path_lens), t.nodes)
         if not t.mixed and shapes.shapes != t.topologies.shapes:
             raise UsageError(f"{lm.display_name} was trained on {t.topologies.label()} only; it scores no other shape")
+        from .evaluate import check_fits
+
+        for d, l in shapes.shapes:  # a set's model scores any shape that fits its context
+            try:
+                check_fits(lm, d * (l - 1), l, f"--degree {d} --path-len {l}")
+            except NtpProbeError as e:
+                raise UsageError(str(e)) from None
     return generate_set(shapes, t.nodes, count, seed=seed)
 
 
@@ -507,7 +519,7 @@ def clever_hans_cmd(
     set_threads(threads)
     check_seed(seed)
     lm = load(model)
-    res = clever_hans(lm, load_graphs_arg(lm, data, count, seed, degree, path_len), seed=seed)
+    res = clever_hans(lm, load_graphs_arg(lm, data, count, seed, degree, path_len, odd_ok=True), seed=seed)
     res["data"] = str(data) if data else f"fresh:seed={seed}"
     if as_json:
         print(json.dumps(res))

@@ -9,7 +9,7 @@ import torch
 from .checkpoint import LoadedModel
 from .decoding import Strategy, decode_with, default_tries, teacher_forced
 from .errors import GraphError
-from .task import Graph, GraphBatch
+from .task import Graph, GraphBatch, shape_of, where
 
 
 def as_batch(lm: LoadedModel, graphs: list[Graph] | GraphBatch) -> GraphBatch:
@@ -19,22 +19,37 @@ def as_batch(lm: LoadedModel, graphs: list[Graph] | GraphBatch) -> GraphBatch:
     sequence fits its context (graphs outside its set are scored too: its figures per shape tell them apart)."""
     if isinstance(graphs, GraphBatch):
         return graphs
+    check_graphs(lm, graphs)
+    return GraphBatch.from_graphs(graphs)
+
+
+def check_graphs(lm: LoadedModel, graphs: list[Graph], odd_ok: bool = False) -> None:
+    """``as_batch``'s checks alone (before any work starts): a GraphError naming the first graph that does not fit.
+    ``odd_ok``: a set's model lets through graphs whose edge count is not d(l−1) (clever-hans skips them)."""
     t = lm.task
-    block = getattr(lm.model, "config").block_size
     for i, g in enumerate(graphs):
         if t.mixed:
-            need = lm.tokenizer.question_len(len(g.edges)) + len(g.path) - 1 + lm.objective.extra_context
-            if need > block:
-                raise GraphError(f"graph {i + 1}: {len(g.edges)} edges and a {len(g.path)}-node path make a {need}-token "
-                                 f"sequence, longer than the model's context of {block} (trained on {t.label()})")
+            if shape_of(g) is None and not odd_ok:  # batched by shape: the edges past d(l−1) would be cut off
+                raise GraphError(f"{where(graphs, i)}: {len(g.edges)} edges and a {len(g.path)}-node path are not a "
+                                 f"path-star G(d,l) (d×(l−1) edges); probe it alone (ntp-probe probe --graph)")
+            check_fits(lm, len(g.edges), len(g.path), where(graphs, i))
         elif len(g.edges) != t.num_edges or len(g.path) != t.path_len:
             raise GraphError(
-                f"graph {i + 1}: {len(g.edges)} edges and a {len(g.path)}-node path, but the model was trained on "
+                f"{where(graphs, i)}: {len(g.edges)} edges and a {len(g.path)}-node path, but the model was trained on "
                 f"{t.label()} ({t.num_edges} edges, {t.path_len}-node paths)"
             )
         if max(max(e) for e in g.edges) >= t.nodes:
-            raise GraphError(f"graph {i + 1}: node ids must be < {t.nodes} for this model")
-    return GraphBatch.from_graphs(graphs)
+            raise GraphError(f"{where(graphs, i)}: node ids must be < {t.nodes} for this model")
+
+
+def check_fits(lm: LoadedModel, edges: int, path_len: int, what: str) -> None:
+    """A graph of ``edges`` edges and a ``path_len``-node path must fit the model's context (a topology set's model
+    scores any such star); else a GraphError naming ``what`` (a graph, or a shape asked for)."""
+    need = lm.tokenizer.question_len(edges) + path_len - 1 + lm.objective.extra_context
+    block = lm.model.config.block_size
+    if need > block:
+        raise GraphError(f"{what}: {edges} edges and a {path_len}-node path make a {need}-token sequence, longer than "
+                         f"the model's context of {block} (trained on {lm.task.label()})")
 
 
 def shape_key(shape: tuple[int, int]) -> str:

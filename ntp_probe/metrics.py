@@ -10,7 +10,7 @@ from .checkpoint import LoadedModel
 from .decoding import greedy, teacher_forced
 from .errors import GraphError, UsageError
 from .evaluate import as_batch, shape_key, split_shapes
-from .task import Graph, GraphBatch
+from .task import Graph, GraphBatch, shape_of
 
 
 def path_star_mask(batch: GraphBatch, degree: int, path_len: int, nodes: int) -> torch.Tensor:
@@ -71,9 +71,16 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
                          "'ntp-probe probe' instead")
     if shape is None and not t.mixed and t.degree < 2:
         raise UsageError("clever-hans needs at least two arms (degree ≥ 2)")
+    odd = 0
+    if t.mixed and not isinstance(graphs, GraphBatch):  # edges not d(l−1): not a path-star, and batching would cut it
+        kept = [g for g in graphs if shape_of(g) is not None]
+        odd, graphs = len(graphs) - len(kept), kept
+        if not kept:
+            raise GraphError(f"clever-hans: none of the {odd:,} graphs is a path-star with at least two arms "
+                             f"(the goal at an arm's end) that fits {t.label()}; it needs such graphs")
     batch = as_batch(lm, graphs)
     if shape is None and (groups := split_shapes(lm, batch)) is not None:
-        parts, skipped = {}, 0
+        parts, skipped = {}, odd
         for s, b in groups.items():  # a shape read off a graph that is not a path-star keeps none of its graphs
             if s[0] >= 2 and bool(path_star_mask(b, s[0], s[1], t.nodes).any()):
                 parts[s] = clever_hans(lm, b, seed, batch_size, s)

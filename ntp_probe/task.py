@@ -309,15 +309,41 @@ def parse(text: str, nodes: int | None = None) -> Graph:
     return parse_human(text, nodes)
 
 
+class GraphList(list):
+    """The graphs of a data file, each remembering its line: ``where(i)`` is ``FILE:LINE`` for messages about
+    graph i (``graph i+1`` for a plain list; see ``where``)."""
+
+    def __init__(self, graphs=(), source: str | Path | None = None, lines: list[int] | None = None):
+        super().__init__(graphs)
+        self.source = source
+        self.lines = lines if lines is not None else list(range(1, len(self) + 1))
+
+    def where(self, i: int) -> str:
+        return f"{self.source}:{self.lines[i]}" if self.source is not None else f"graph {i + 1}"
+
+
+def where(graphs, i: int) -> str:
+    """How a message names graph ``i`` of ``graphs``: ``FILE:LINE`` for a data file's graphs, else ``graph i+1``."""
+    return graphs.where(i) if isinstance(graphs, GraphList) else f"graph {i + 1}"
+
+
+def shape_of(g: Graph) -> tuple[int, int] | None:
+    """(d, l) of a graph whose edge count is d(l−1) for its path of l nodes (a path-star's shape), else None."""
+    l = len(g.path)
+    if l < 2 or len(g.edges) % (l - 1):
+        return None
+    return len(g.edges) // (l - 1), l
+
+
 def read_lines(path: str | Path, nodes: int | None = None) -> list[Graph]:
-    """Read a data file, one graph a line (original format, answers optional).
+    """Read a data file, one graph a line (original format, answers optional): a ``GraphList`` (lines kept).
 
     Only a regular file is read (a FIFO or a device is refused: it may block or never end), of at most
     ``limits.MAX_DATA_BYTES``, lines of at most ``MAX_LINE_CHARS`` and at most ``MAX_GRAPHS`` graphs."""
     from .limits import MAX_DATA_BYTES, MAX_GRAPHS, MAX_LINE_CHARS, open_regular
 
     p = Path(path)
-    graphs = []
+    graphs, lines = [], []
     with open_regular(p, "graphs", MAX_DATA_BYTES) as f:
         i = 0
         while True:
@@ -337,13 +363,14 @@ def read_lines(path: str | Path, nodes: int | None = None) -> list[Graph]:
                 continue
             try:
                 graphs.append(parse_line(raw, nodes))
+                lines.append(i)
             except GraphError as e:
                 raise GraphError(f"{p}:{i}: {e}") from None
             if len(graphs) > MAX_GRAPHS:
                 raise GraphError(f"{p}: more than {MAX_GRAPHS:,} graphs; split the file")
     if not graphs:
         raise GraphError(f"{p}: no graphs in file")
-    return graphs
+    return GraphList(graphs, p, lines)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from .model import GPTConfig
 from .runs import LOCK_FILE, METRICS_FILE, PID_FILE, PROGRESS_FILE, RunLock, check_record
 from .safejson import is_int
 from .safejson import loads as safe_loads
-from .task import GraphBatch, Topologies, generate_set, read_lines
+from .task import GraphBatch, Topologies, generate_set, read_lines, shape_of, where
 from .tokenizer import Tokenizer
 
 
@@ -269,6 +269,18 @@ def validate(cfg: TrainConfig) -> Objective:
         raise UsageError(f"the model would have {params:,} parameters; at most {limits.MAX_PARAMS:,} (fewer --layers, "
                          "a smaller --d-model or --expand)")
     return objective
+
+
+def check_train_file(graphs: list, topologies: Topologies) -> None:
+    """Every graph of a ``--train-file`` must be of the run's shapes, as ``--degree``/``--path-len`` say: a bigger one
+    does not fit the model's context, a smaller one would be trained on silently. Checked before the run is touched."""
+    for i, g in enumerate(graphs):
+        shape = shape_of(g)
+        if shape is None or shape not in topologies:
+            what = f"G{shape[0], shape[1]}".replace(" ", "") if shape else "not a path-star G(d,l)"
+            raise UsageError(f"--train-file {where(graphs, i)}: a graph of {len(g.edges)} edges and a {len(g.path)}-node "
+                             f"path ({what}), but the run trains on {topologies.label()}; give --degree/--path-len of "
+                             "the file's shapes")
 
 
 def task_spec(cfg: TrainConfig) -> TaskSpec:
@@ -605,6 +617,8 @@ def train(
     out = Path(out)
     objective = validate(cfg)
     train_graphs = read_lines(cfg.train_file, cfg.nodes) if cfg.train_file else None
+    if train_graphs is not None:
+        check_train_file(train_graphs, Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes))
     init = ckpt.load(cfg.init_from) if cfg.init_from and not resume else None
     dist = Distributed.start(cfg.device)
     about = {k: getattr(cfg, k) for k in ("objective", "degree", "path_len", "nodes", "arch", "steps")}

@@ -384,3 +384,60 @@ def test_worst_inputs_under_ulimit(tmp_path):
     r = subprocess.run(["bash", "-c", f"ulimit -v {ULIMIT_KB} && {sys.executable} -m ntp_probe generate --count 100000000 "
                         "| head -n 200000 | wc -l"], capture_output=True, text=True, timeout=300, env=env())
     assert r.stdout.strip() == "200000" and "Error" not in r.stderr, r.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------------
+# 7. Round 3 (issue 23): a new adversarial pass. Each test names its item.
+
+
+def _lines(path: Path, *shapes, nodes=10, count=3, seed=1) -> Path:
+    from ntp_probe.task import format_lines, generate
+
+    path.write_text("".join(ln + "\n" for d, l in shapes for ln in format_lines(generate(d, l, nodes, count, seed=seed))))
+    return path
+
+
+@pytest.mark.parametrize("shapes,arch", [(((2, 5),), "gpt"), (((2, 3), (2, 4)), "mamba"), (((1, 3),), "gpt"),
+                                         (((2, 3), (1, 3)), "gpt")], ids=["bigger", "mixed-mamba", "smaller", "one-smaller"])
+def test_train_file_of_other_shapes_keeps_the_run(tmp_path, shapes, arch):
+    # items 1 and 30: a file of bigger graphs deleted the --force'd run, then died (ValueError; IndexError with
+    # mamba); a file of smaller graphs was trained on silently. Its shapes are checked before the run is touched.
+    out = tmp_path / "run"
+    cli("train", "--out", out, "--steps", 10, *TINY, "--arch", arch)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "model.safetensors" in before
+    data = _lines(tmp_path / "f.txt", *shapes)
+    line = one_line_error(cli("train", "--out", out, "--force", "--steps", 10, *TINY, "--arch", arch, "--train-file", data),
+                          "but the run trains on G(2,3)")
+    assert f"{data}:" in line
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_set_model_refuses_graphs_it_would_cut(tmp_path):
+    # item 2: star-reverse scored 1,2|…|8,9/1,4 (8 edges, a 4-node path: not d(l−1)) with two edges dropped
+    # (accuracy 0.0 where probe says correct); eval, reproduce and ship batch by shape, so it is refused, named
+    data = tmp_path / "odd.txt"
+    data.write_text("1,2|2,3|3,4|4,5|1,6|6,7|7,8|8,9/1,4=1,2,3,4\n")
+    r = cli("clever-hans", "star-next-token", "--data", data)  # clever-hans skips what is not a path-star
+    one_line_error(r, "none of the 1 graphs is a path-star")
+    for args in (["eval", "star-reverse", "--data", data], ["reproduce", "--models", "star-reverse", "--data", data, "--out", tmp_path / "rep"],
+                 ["ship", "star-reverse", "--name", "x", "--data", data, "--models-dir", tmp_path / "models"]):
+        one_line_error(cli(*args), f"{data}:1: 8 edges and a 4-node path are not a path-star")
+    assert not (tmp_path / "models" / "x").exists()
+
+
+@pytest.mark.parametrize("cmd", ["eval", "clever-hans"])
+def test_fresh_shapes_past_the_context(cmd):
+    # item 9: --degree 5 --path-len 10 on star-reverse (context 83): ValueError from the model; --data said it well
+    one_line_error(cli(cmd, "star-next-token", "--degree", 5, "--path-len", 10, "--count", 10),
+                   "--degree 5 --path-len 10: 45 edges and a 10-node path make a 147-token sequence, longer than the "
+                   "model's context of 83")
+
+
+def test_wrong_shape_named_by_file_and_line(tmp_path):
+    # item 28: a wrong-shape graph on line 10 (after 3 blank lines) was "graph 7: …", without the file
+    good = _lines(tmp_path / "g.txt", (2, 5), nodes=50, count=6).read_text()
+    bad = _lines(tmp_path / "b.txt", (2, 4), nodes=50, count=1).read_text()
+    data = tmp_path / "data.txt"
+    data.write_text("\n\n\n" + good + bad)
+    one_line_error(cli("eval", MODEL, "--data", data), f"{data}:10: 6 edges and a 4-node path, but the model")
