@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_model as st_load_model
+from safetensors.torch import load as st_load
 from safetensors.torch import save_file, save_model
 
 from .atomic import atomic_write, atomic_write_text  # noqa: F401 - re-exported for older imports
@@ -151,31 +151,121 @@ def make_meta(model: torch.nn.Module, task: TaskSpec, objective: Objective, **ex
     }
 
 
+def as_os_error(e: Exception, path: str) -> OSError:
+    """safetensors' write error (``SafetensorError: … (os error 28)``: a full disk, ``ulimit -f``) as the
+    ``OSError`` it is, so that every writer reports it as its one-line write error."""
+    import errno
+    import re
+
+    m = re.search(r"(?:code: |os error )(\d+)", str(e))
+    code = int(m.group(1)) if m else errno.EIO
+    return OSError(code, os.strerror(code), path)
+
+
 def save(path: str | Path, model: torch.nn.Module, meta: dict) -> None:
     """Save weights (tied embeddings handled by ``save_model``) with ``meta`` as JSON in the header."""
     model = getattr(model, "module", model)  # unwrap DDP
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
 
     def write(tmp: str) -> None:
-        save_model(model, tmp, metadata={META_KEY: json.dumps(meta)})
+        try:
+            save_model(model, tmp, metadata={META_KEY: json.dumps(meta)})
+        except SafetensorError as e:
+            raise as_os_error(e, str(path)) from None
 
     atomic_write(Path(path), write)
 
 
-def read_meta(path: Path) -> dict:
-    """The ntp-probe metadata of a safetensors file, or a ModelFileError saying what is wrong."""
+# Model and state files are read into memory with one open and one read, then parsed from those bytes: never
+# mmap'd (an unreadable block of a mapped file is a SIGBUS that kills the process, an EIO on read() is an error)
+# and never reopened by path (a checkpoint renamed over the file between two opens would mix two files).
+DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E4M3FNUZ": 1, "F8_E5M2": 1, "F8_E5M2FNUZ": 1, "I16": 2,
+               "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "C64": 8, "I64": 8, "U64": 8, "F64": 8}
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # what a model's weights may be; anything else is not cast silently
+
+
+def _unreadable(path: Path, why: str) -> ModelFileError:
+    return ModelFileError(f"{path}: not a readable safetensors file ({why})")
+
+
+def read_bytes(path: Path, header_only: bool = False) -> bytes:
+    """The file's bytes (or only its 8-byte length and header) from one open; a ModelFileError if it cannot be read."""
     try:
-        size = path.stat().st_size
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise ModelFileError(f"{path}: empty file (zero bytes), not a model")
+            if not header_only:
+                return f.read()
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else 0
+            return head + f.read(n) if 0 < n <= size - 8 else head
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such file") from None
-    if size == 0:
-        raise ModelFileError(f"{path}: empty file (zero bytes), not a model")
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory, not a model file") from None
+    except OSError as e:  # EIO: a bad block
+        raise ModelFileError(f"{path}: cannot read the file ({e.strerror or e.__class__.__name__})") from None
+
+
+def parse_header(path: Path, data: bytes, size: int | None = None) -> tuple[dict, dict]:
+    """(tensors {name: {dtype, shape, data_offsets}}, metadata) of a safetensors file's bytes (``data`` may stop after
+    the header; ``size`` is then the whole file's), each entry checked as the safetensors loader checks it."""
+    size = len(data) if size is None else size
+    if len(data) < 8:
+        raise _unreadable(path, f"{len(data)} bytes, shorter than a header")
+    n = int.from_bytes(data[:8], "little")
+    if n > size - 8 or len(data) < 8 + n:
+        raise _unreadable(path, f"header of {n:,} bytes, past the end of the file")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        first = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        raise ModelFileError(f"{path}: not a readable safetensors file ({first})") from None
+        header = json.loads(data[8 : 8 + n])
+    except (ValueError, RecursionError) as e:
+        raise _unreadable(path, f"header is not JSON: {_first_line(e)[:80]}") from None
+    if not isinstance(header, dict):
+        raise _unreadable(path, "header is not an object")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise _unreadable(path, "metadata is not an object of strings")
+    spans = []
+    for name, info in header.items():
+        ok = isinstance(info, dict) and info.get("dtype") in DTYPE_SIZES and isinstance(info.get("shape"), list)
+        ok = ok and all(is_int(x) and x >= 0 for x in info["shape"]) and isinstance(info.get("data_offsets"), list)
+        ok = ok and len(info["data_offsets"]) == 2 and all(is_int(x) for x in info["data_offsets"])
+        if not ok:
+            raise _unreadable(path, f"tensor {_shown(name)} is not described properly")
+        a, b = info["data_offsets"]
+        count = 1
+        for x in info["shape"]:
+            count *= x
+        if b - a != count * DTYPE_SIZES[info["dtype"]]:
+            raise _unreadable(path, f"tensor {_shown(name)}: its offsets do not match its shape")
+        spans.append((a, b))
+    end = 0
+    for a, b in sorted(spans):
+        if a != end:
+            raise _unreadable(path, "tensor data overlaps or leaves gaps")
+        end = b
+    if 8 + n + end != size:
+        raise _unreadable(path, f"tensor data of {end:,} bytes, the file holds {size - 8 - n:,}")
+    return header, meta
+
+
+def read_meta(path: Path, data: bytes | None = None) -> dict:
+    """The ntp-probe metadata of a safetensors file (read from ``data``, its bytes, when given; else only its header
+    is read), or a ModelFileError saying what is wrong."""
+    path = Path(path)
+    if data is None:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ModelFileError(f"{path}: no such file") from None
+        except OSError as e:
+            raise ModelFileError(f"{path}: cannot read the file ({e.strerror or e.__class__.__name__})") from None
+        _, header = parse_header(path, read_bytes(path, header_only=True), size)
+    else:
+        if not data:
+            raise ModelFileError(f"{path}: empty file (zero bytes), not a model")
+        _, header = parse_header(path, data)
     if META_KEY not in header:
         raise ModelFileError(f"{path}: a safetensors file, but not an ntp-probe model (no '{META_KEY}' metadata)")
     try:
@@ -191,6 +281,9 @@ def read_meta(path: Path) -> dict:
         if not isinstance(meta.get(key), dict):
             raise ModelFileError(f"{path}: the metadata has no '{key}' section")
     check_meta(path, meta)
+    for section in ("card", "metrics", "training"):  # null is no section: every reader can .get() it
+        if section in meta and meta[section] is None:
+            del meta[section]
     return meta
 
 
@@ -225,6 +318,9 @@ def check_meta(path: Path, meta: dict) -> None:
         if key in task and (not isinstance(v, list) or not 0 < len(v) <= MAX_SHAPES
                             or not all(is_int(x) and 1 <= x <= MAX_SIZE for x in v)):
             raise bad("task", key, f"not a list of 1 to {MAX_SHAPES} whole numbers in 1..{MAX_SIZE:,}")
+    if ("degrees" in task) != ("path_lens" in task):  # a topology set names both
+        have, lack = ("degrees", "path_lens") if "degrees" in task else ("path_lens", "degrees")
+        raise ModelFileError(f"{path}: the metadata's task has '{have}' but no '{lack}'")
     if not isinstance(obj.get("name"), str):
         raise ModelFileError(f"{path}: the metadata's objective has no name")
     if "n_future" in obj and (not is_int(obj["n_future"]) or not 0 < obj["n_future"] <= MAX_SIZE):
@@ -257,6 +353,9 @@ def check_meta(path: Path, meta: dict) -> None:
         for key in FIGURES:
             if info.get(key) is not None and not is_real(info[key]):
                 raise ModelFileError(f"{path}: the metadata's {section} is wrong ({key} {_shown(info[key])}: not a number)")
+    train_cfg = (meta.get("training") or {}).get("config")  # the run's options (cards, the app's i, reports)
+    if train_cfg is not None and not isinstance(train_cfg, dict):
+        raise ModelFileError(f"{path}: the metadata's training is wrong (config {_shown(train_cfg)}: not an object)")
     if cfg.get("arch", "gpt") == "gpt" and cfg["n_embd"] % cfg["n_head"]:  # a Mamba has no heads
         raise ModelFileError(f"{path}: cannot build the model from its config (n_embd {cfg['n_embd']} must be divisible "
                              f"by n_head {cfg['n_head']})")
@@ -267,13 +366,13 @@ def _first_line(e: BaseException) -> str:
     return lines[0][:200] if lines else e.__class__.__name__
 
 
-def _check_shapes(path: Path, config: GPTConfig) -> None:
+def _check_shapes(path: Path, config: GPTConfig, tensors: dict) -> None:
     """Compare the file's tensor shapes (read from the header) with the config's, building only a meta-device skeleton."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ModelFileError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+    shapes = {k: tuple(v["shape"]) for k, v in tensors.items()}
+    for k, v in tensors.items():  # a model's weights are floating-point: bool, integer, complex are not cast silently
+        if v["dtype"] not in FLOAT_DTYPES:
+            raise ModelFileError(f"{path}: tensor {_shown(k)} is {v['dtype']}; a model's weights are floating-point "
+                                 f"({', '.join(FLOAT_DTYPES)})")
     # count the repeated modules first: the skeleton below is free in memory but not in time (a header
     # saying a million layers or heads must not make us build a million blocks)
     layers = len({k.split(".")[1] for k in shapes if k.startswith("blocks.")})
@@ -298,7 +397,8 @@ def _check_shapes(path: Path, config: GPTConfig) -> None:
 
 def load_file(path: str | Path, device: str | torch.device = "cpu", name: str | None = None) -> LoadedModel:
     path = Path(path)
-    meta = read_meta(path)
+    data = read_bytes(path)  # one open, one read: see read_bytes
+    meta = read_meta(path, data)
     try:
         task = TaskSpec.from_meta(meta["task"])
         config = GPTConfig.from_dict(meta["config"])
@@ -325,22 +425,41 @@ def load_file(path: str | Path, device: str | torch.device = "cpu", name: str | 
         if getattr(config, key) != want:
             raise ModelFileError(f"{path}: config says {key}={getattr(config, key)!r}, but the {objective.name} "
                                  f"objective needs {want!r}")
-    _check_shapes(path, config)  # before allocating: a wrong header must not ask for terabytes
+    _check_shapes(path, config, parse_header(path, data)[0])  # before allocating: a wrong header must not ask for terabytes
     try:
         model = build_model(config)
     except Exception as e:  # noqa: BLE001
         raise ModelFileError(f"{path}: cannot build the model from its config ({_first_line(e)})") from None
     try:
-        missing, unexpected = st_load_model(model, str(path), strict=False, device=str(device))
+        tensors = st_load(data)
     except (SafetensorError, RuntimeError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()
-        msg = next((ln.strip() for ln in first if "size mismatch" in ln), first[0] if first else e.__class__.__name__)
-        raise ModelFileError(f"{path}: tensors do not match the config ({msg})") from None
+        raise _unreadable(path, _first_line(e)) from None
+    del data
+    for k, t in tensors.items():
+        if not bool(torch.isfinite(t).all()):
+            raise ModelFileError(f"{path}: tensor {_shown(k)} holds NaN or infinite values; the model is broken")
+    missing, unexpected = _load_weights(path, model, tensors)
     if missing or unexpected:
         what = f"missing {sorted(missing)[:3]}" if missing else f"unexpected {sorted(unexpected)[:3]}"
         raise ModelFileError(f"{path}: tensors do not match the config ({what})")
     model.to(device).eval()
     return LoadedModel(model, task, objective, meta, path, name)
+
+
+def _load_weights(path: Path, model: torch.nn.Module, tensors: dict) -> tuple[set, list]:
+    """Copy ``tensors`` into ``model`` (as ``safetensors.torch.load_model``: a tied weight saved once under one of its
+    names counts for all of them); (missing, unexpected) names."""
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as e:
+        lines = str(e).strip().splitlines()
+        msg = next((ln.strip() for ln in lines if "size mismatch" in ln), lines[0] if lines else e.__class__.__name__)
+        raise ModelFileError(f"{path}: tensors do not match the config ({msg})") from None
+    by_storage: dict[int, list[str]] = {}
+    for k, t in model.state_dict().items():
+        by_storage.setdefault(t.data_ptr(), []).append(k)
+    tied = {k for names in by_storage.values() if len(names) > 1 and any(n in tensors for n in names) for k in names}
+    return set(missing) - tied, list(unexpected)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -410,28 +529,37 @@ def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     meta = {**meta, "param_groups": osd["param_groups"]}
 
     def write(tmp: str) -> None:
-        save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta)})
+        try:
+            save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta)})
+        except SafetensorError as e:
+            raise as_os_error(e, str(path)) from None
 
     atomic_write(path, write)
 
 
-def read_state_meta(path: Path) -> dict:
+def _state_file(path: Path, header_only: bool) -> tuple[dict, bytes]:
+    """(metadata, bytes) of a training state, from one read; a ModelFileError saying to start over otherwise."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = safe_loads((f.metadata() or {})[META_KEY])
-    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        data = read_bytes(path, header_only)
+        size = len(data) if not header_only else path.stat().st_size
+        meta = safe_loads(parse_header(path, data, size)[1][META_KEY])
+    except (ModelFileError, OSError, KeyError, ValueError) as e:
         raise ModelFileError(f"{path}: cannot read the training state ({e.__class__.__name__}); start over with --force") from None
+    return meta, data
+
+
+def read_state_meta(path: Path) -> dict:
+    meta, _ = _state_file(path, header_only=True)
     if not isinstance(meta, dict):
         raise ModelFileError(f"{path}: the training state's metadata is not an object; start over with --force")
     return meta
 
 
 def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    meta, data = _state_file(path, header_only=False)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = safe_loads((f.metadata() or {})[META_KEY])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        tensors = st_load(data)
+    except (SafetensorError, RuntimeError, ValueError) as e:
         raise ModelFileError(f"{path}: cannot read the training state ({e.__class__.__name__}); start over with --force") from None
     sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     if "wte.weight" in sd and hasattr(model, "lm_head"):

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_write
-from .checkpoint import LoadedModel
+from .checkpoint import LoadedModel, as_os_error
 from .errors import ModelFileError, UsageError
 
 FORMATS = ("transformer-lens",)
@@ -117,6 +117,7 @@ def export(lm: LoadedModel, to: str, out: str | Path) -> Path:
     _require_tl()
     sd = hooked_state_dict(lm)
     _build(cfg, sd)  # check it builds before writing anything
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     from .checkpoint import META_KEY
@@ -125,6 +126,8 @@ def export(lm: LoadedModel, to: str, out: str | Path) -> Path:
     meta = {TL_KEY: json.dumps(cfg), META_KEY: json.dumps(lm.meta)}
     try:
         atomic_write(out, lambda tmp: save_file(sd, tmp, metadata=meta))
+    except SafetensorError as e:
+        raise UsageError(f"--out {out}: cannot write ({as_os_error(e, str(out)).strerror})") from None
     except OSError as e:
         raise UsageError(f"--out {out}: cannot write ({e.strerror or e})") from None
     return out
