@@ -3,7 +3,10 @@ curve and a model card measured on a test file."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +14,7 @@ from . import checkpoint as ckpt
 from .atomic import atomic_write, atomic_write_text
 from .evaluate import evaluate
 from .fmt import fmt
+from .limits import check_file_name
 from .metrics import clever_hans
 from .task import format_values, generate_set, read_lines
 from .runs import METRICS_FILE
@@ -19,7 +23,21 @@ from .runs import METRICS_FILE
 PER_SHAPE = 1000  # fresh graphs per shape on the card of a topology set's model
 
 
+@contextlib.contextmanager
+def ship_lock(dest: Path):
+    """Hold ``models/NAME`` (an ``flock`` on the folder itself) while its files are written: two ships to one name
+    write one after the other, so its model, card and metrics are always one run's."""
+    dest.mkdir(parents=True, exist_ok=True)
+    fd = os.open(dest, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield dest
+    finally:
+        os.close(fd)
+
+
 def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: int = 0, note: str | None = None) -> Path:
+    check_file_name(name, "--name", f"--models-dir {models_dir}")  # one folder inside models_dir, never outside
     lm = ckpt.load(run)
     graphs = read_lines(data, lm.task.nodes)
     ev = evaluate(lm, graphs)
@@ -37,7 +55,6 @@ def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: i
     if lm.objective.decision_step:
         ch = {"model": name, "data": data.name, **clever_hans(lm, graphs, seed=seed)}
     dest = Path(models_dir) / name
-    dest.mkdir(parents=True, exist_ok=True)
     card = {k: ev[k] for k in ("accuracy", "decision_accuracy", "forced_accuracy", "forced_after_decision", "per_position",
                                "forced_per_position", "count")}
     card["data"] = data.name
@@ -45,11 +62,15 @@ def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: i
     if grid is not None:
         card["by_topology"] = grid["by_topology"]
     meta = {**lm.meta, "card": card}
-    ckpt.save(dest / ckpt.MODEL_FILE, lm.model, meta)
+    readme = card_markdown(lm, ev, ch, note, name=name, grid=grid)
     src_metrics = lm.path.parent / METRICS_FILE
-    if src_metrics.is_file():
-        atomic_write(dest / METRICS_FILE, lambda name: shutil.copyfile(src_metrics, name))
-    atomic_write_text(dest / "README.md", card_markdown(lm, ev, ch, note, name=name, grid=grid))
+    with ship_lock(dest):
+        ckpt.save(dest / ckpt.MODEL_FILE, lm.model, meta)
+        if src_metrics.is_file():
+            atomic_write(dest / METRICS_FILE, lambda name: shutil.copyfile(src_metrics, name))
+        else:  # not another run's curve beside this model
+            (dest / METRICS_FILE).unlink(missing_ok=True)
+        atomic_write_text(dest / "README.md", readme)
     return dest
 
 

@@ -610,10 +610,15 @@ def reproduce(
     from .report import metrics_for, score, sparkline, train_all, write_report
     from .train import TrainConfig, run_command_line
 
+    from .limits import check_file_name
+
     set_threads(threads)
     check_seed(seed)
+    check_file_name(report, "--report", "--out")  # before anything is trained: the report stays inside --out
+    if models is not None and not [m for m in models.split(",") if m.strip()]:
+        raise UsageError("--models: empty list; give model names or files, comma-separated")
     out_dir.mkdir(parents=True, exist_ok=True)
-    if models:
+    if models is not None:
         lms = [load(m.strip()) for m in models.split(",") if m.strip()]
     else:
         from .progress import TrainProgress

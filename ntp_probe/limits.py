@@ -88,6 +88,17 @@ def check_strategy(temperature: float, top_k: int, beam: int, tries: int) -> Non
     check_int("--tries", tries, 1, MAX_TRIES)
 
 
+def check_file_name(name: str, option: str, inside: str) -> str:
+    """``name`` as one path component (a file or folder name inside ``inside``): not empty, not ``.`` or ``..``, no
+    ``/`` and no NUL, so that nothing is written outside the folder asked for; else a one-line UsageError."""
+    bad = (not name or name in (".", "..") or "/" in name or os.sep in name or (os.altsep or "/") in name
+           or "\0" in name or len(name.encode(errors="surrogatepass")) > 255)
+    if bad:
+        shown = repr(name) if len(name) <= 60 else repr(name[:40]) + f"… ({len(name):,} characters)"
+        raise UsageError(f"{option} {shown}: must be one file name inside {inside} (no '/', not '..', not empty)")
+    return name
+
+
 def open_regular(path: str | Path, what: str, max_bytes: int):
     """Open ``path`` for reading text if it is a regular file of at most ``max_bytes``; else a one-line error.
 

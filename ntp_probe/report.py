@@ -243,6 +243,8 @@ def write_report(rows: list[dict], curves: dict[str, list[dict]], out: Path, tit
                 lines.append(f"pos {p} {sparkline([r['per_position'][p] for r in recs])}")
             lines.append(f"all   {sparkline([r['accuracy'] for r in recs])}")
             lines += ["```", ""]
-    path = out / report_name
+    from .limits import check_file_name
+
+    path = out / check_file_name(report_name, "--report", "--out")
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path

@@ -573,3 +573,59 @@ def test_a_full_disk_at_checkpoint_time_is_one_line(tmp_path):
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "cannot save the checkpoint of step 10 (File too large)" in lines[0], lines[0]
     assert not list(out.glob(".*.tmp"))  # the half-written temp file is gone
+
+
+SHIP_DATA = Path(__file__).parent / "fixtures" / "deg_2_path_3_nodes_10_test_head100.txt"
+
+
+@pytest.mark.parametrize("name", ["..", "../x", "ABS", "", ".", "a/b"])
+def test_ship_name_is_one_folder(trained, tmp_path, name):
+    # item 10: ship --name .. (../x, an absolute name, an empty one) wrote the model, README.md and metrics.jsonl
+    # outside --models-dir; run from the repository root it overwrote the project's README.md
+    run = trained("next-token").path.parent
+    work = tmp_path / "work"
+    (work / "models").mkdir(parents=True)
+    name = str(tmp_path / "abs") if name == "ABS" else name
+    r = cli("ship", run, "--name", name, "--data", SHIP_DATA, "--models-dir", work / "models")
+    one_line_error(r, "--name")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_two_ships_to_one_name(trained, tmp_path):
+    # item 11: two ships to one name at once left one run's model with the other's card and metrics. The folder is
+    # locked while its three files are written (a second ship waits), and a run without metrics leaves none behind.
+    import shutil
+
+    from ntp_probe import cards
+
+    a = trained("next-token").path.parent
+    b = tmp_path / "b"
+    b.mkdir()
+    shutil.copy(a / "model.safetensors", b / "model.safetensors")  # the same model, no metrics.jsonl
+    models = tmp_path / "models"
+    cards.ship_model(a, "m", SHIP_DATA, models, note="from run a")
+    assert (models / "m" / "metrics.jsonl").is_file()
+    with cards.ship_lock(models / "m"):  # another ship writing: this one waits for it
+        t = threading.Thread(target=cards.ship_model, args=(b, "m", SHIP_DATA, models), kwargs={"note": "from run b"})
+        t.start()
+        time.sleep(1.0)
+        assert "from run a" in (models / "m" / "README.md").read_text()  # nothing written under the other's lock
+    t.join()
+    assert "from run b" in (models / "m" / "README.md").read_text()
+    assert not (models / "m" / "metrics.jsonl").exists()  # not run a's curve beside run b's model
+
+
+@pytest.mark.parametrize("report", ["../x.md", "ABS", "", "a/b.md", ".."])
+def test_reproduce_report_stays_inside_out(tmp_path, report):
+    # item 24: reproduce --report ../x.md wrote outside --out
+    report = str(tmp_path / "x.md") if report == "ABS" else report
+    one_line_error(cli("reproduce", "--models", MODEL, "--count", 8, "--out", tmp_path / "out", "--report", report),
+                   "--report")
+    assert not (tmp_path / "x.md").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("models", ["", " , ,"])
+def test_reproduce_empty_models_list(tmp_path, models):
+    # item 25: reproduce --models '' trained the default objectives instead of refusing
+    one_line_error(cli("reproduce", "--models", models, "--out", tmp_path / "out", "--steps", 1), "--models: empty list")
+    assert not (tmp_path / "out").exists()
