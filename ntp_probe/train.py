@@ -161,25 +161,31 @@ def autocast_ctx(device: torch.device, amp: str):
     return contextlib.nullcontext()
 
 
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
 class _StopFlag:
-    """SIGINT sets a flag checked between steps (a second Ctrl-C interrupts at once)."""
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal, ``kill``) set a flag checked between steps: the run saves a
+    checkpoint and ends as with Ctrl-C. A second signal interrupts at once (``KeyboardInterrupt``)."""
 
     def __init__(self) -> None:
         self.set = False
-        self._old = None
+        self._old: dict = {}
 
     def __enter__(self):
         if threading_main():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            self._old = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
         return self
 
     def _handle(self, *_):
         self.set = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for s in self._old:
+            signal.signal(s, signal.default_int_handler)
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old = {}
 
 
 def threading_main() -> bool:
@@ -355,12 +361,28 @@ class Distributed:
 RUN_FILES = (ckpt.STATE_FILE, ckpt.MODEL_FILE, METRICS_FILE)
 
 
+# what a run killed (kill -9) before its first checkpoint leaves: nothing to resume, nothing to lose
+LEFTOVERS = (LOCK_FILE, PID_FILE, PROGRESS_FILE, METRICS_FILE)
+
+
+def _no_checkpoint(out: Path) -> bool:
+    """True when ``out`` holds only what a run stopped before its first checkpoint leaves behind (or nothing)."""
+    return all(p.name in LEFTOVERS or (p.name.startswith(".") and p.name.endswith(".tmp")) for p in out.iterdir())
+
+
+def _no_state(out: Path) -> UsageError:
+    if out.is_dir() and _no_checkpoint(out):
+        return UsageError(f"--resume: {out} was stopped before its first checkpoint; there is nothing to resume: run "
+                          "the same command without --resume")
+    return UsageError(f"--resume: {out} has no {ckpt.STATE_FILE} to resume from (start over with --force)")
+
+
 def _make_out(out: Path, resume: bool) -> None:
     """The checks that need no lock, then ``mkdir`` (the lock file lives inside). Rank 0 only."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     if resume and not (out / ckpt.STATE_FILE).is_file():
-        raise UsageError(f"--resume: {out} has no {ckpt.STATE_FILE} to resume from (start over with --force)")
+        raise _no_state(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # e.g. a path through a file
@@ -373,9 +395,11 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
         remove_stale_temps(out, (*RUN_FILES, PID_FILE, PROGRESS_FILE))  # left by a kill -9 mid-write
         if resume:
             if not (out / ckpt.STATE_FILE).is_file():
-                raise UsageError(f"--resume: {out} has no {ckpt.STATE_FILE} to resume from (start over with --force)")
+                raise _no_state(out)
             return
-        if any(p.name not in (LOCK_FILE, PID_FILE) for p in out.iterdir()):
+        if _no_checkpoint(out):  # killed before its first checkpoint: its log alone is cleared, as with --force
+            (out / METRICS_FILE).unlink(missing_ok=True)
+        elif any(p.name not in (LOCK_FILE, PID_FILE) for p in out.iterdir()):
             if not force:
                 raise UsageError(f"--out {out}: directory exists and is not empty; use --resume to continue or --force "
                                  "to overwrite")
@@ -554,7 +578,7 @@ def batch_loss(objective: Objective, model: torch.nn.Module, x: torch.Tensor, y:
     return total / count
 
 
-def loop(run: Run, lock: RunLock, emit: Callback) -> dict:
+def loop(run: Run, lock: RunLock, emit: Callback, stop: _StopFlag | None = None) -> dict:
     cfg, model, opt, objective, dist = run.cfg, run.model, run.opt, run.objective, run.dist
     step, loss_sum, loss_n = run.start_step, run.loss_sum, run.loss_n
     emit({"event": "start", "step": step, "steps": cfg.steps, "device": str(dist.device), "params": run.raw_model.num_params(),
@@ -563,7 +587,7 @@ def loop(run: Run, lock: RunLock, emit: Callback) -> dict:
     wall = lambda: run.wall_before + time.perf_counter() - t_start  # noqa: E731
     metrics: dict = {}
     interrupted = stopped_early = False
-    with _StopFlag() as stop:
+    with contextlib.nullcontext(stop) if stop is not None else _StopFlag() as stop:
         model.train()
         while step < cfg.steps:
             for group in opt.param_groups:
@@ -624,13 +648,14 @@ def train(
     about = {k: getattr(cfg, k) for k in ("objective", "degree", "path_len", "nodes", "arch", "steps")}
     if dist.is_main:
         _make_out(out, resume)
-    with RunLock(out, dist.is_main, about) as lock:  # taken before anything in the run is read or changed
+    # the stop signals are caught from here on: one during set-up stops the run after its first step, saved
+    with _StopFlag() as stop, RunLock(out, dist.is_main, about) as lock:  # taken before the run is read or changed
         if dist.is_main:
             _prepare_out(out, resume, force)
         dist.barrier()
         run = setup(cfg, out, objective, dist, resume, command, train_graphs, init)
         emit = callback if (callback and dist.is_main) else (lambda e: None)
-        summary = loop(run, lock, emit)
+        summary = loop(run, lock, emit, stop)
     dist.barrier()
     emit({"event": "done", **summary})
     return summary

@@ -629,3 +629,38 @@ def test_reproduce_empty_models_list(tmp_path, models):
     # item 25: reproduce --models '' trained the default objectives instead of refusing
     one_line_error(cli("reproduce", "--models", models, "--out", tmp_path / "out", "--steps", 1), "--models: empty list")
     assert not (tmp_path / "out").exists()
+
+
+def _child_train(out: Path, at_step: int, sig: int, steps: int = 30):
+    """A real training in a child process that sends itself ``sig`` after step ``at_step``."""
+    code = (f"import os, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from conftest import tiny_config; "
+            "from ntp_probe.train import train; "
+            f"cb = lambda e: e['event'] == 'step' and e['step'] == {at_step} and os.kill(os.getpid(), {int(sig)}); "
+            f"s = train(tiny_config({str(out)!r}, steps={steps}), {str(out)!r}, callback=cb); print(s['step'], s['interrupted'])")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_term_and_hup_save_like_ctrl_c(tmp_path, sig):
+    # item 13: SIGTERM and SIGHUP killed train without a checkpoint and left train.pid, train.lock, progress.json
+    out = tmp_path / "run"
+    r = _child_train(out, 15, sig)
+    assert r.returncode == 0 and r.stdout.split() == ["15", "True"], (r.returncode, r.stderr[-1500:])
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl", "model.safetensors", "train_state.safetensors"]
+    train(tiny_config(out, steps=30), out, resume=True)  # and it resumes
+
+
+@pytest.mark.slow
+def test_killed_before_the_first_checkpoint(tmp_path):
+    # item 14: after a kill -9 before the first checkpoint, the rerun said "use --resume" and --resume said there is
+    # no training state; only --force worked. Nothing was saved: the same command starts it afresh.
+    out = tmp_path / "run"
+    r = _child_train(out, 5, signal.SIGKILL)
+    assert r.returncode == -signal.SIGKILL
+    assert not (out / "model.safetensors").exists() and (out / "train.pid").exists()
+    one_line_error(cli("train", "--out", out, "--resume", "--steps", 10, *TINY),
+                   "stopped before its first checkpoint; there is nothing to resume: run the same command without --resume")
+    r = cli("train", "--out", out, "--steps", 10, *TINY)
+    assert r.exit_code == 0, r.output
+    assert [json.loads(ln)["step"] for ln in (out / "metrics.jsonl").read_text().splitlines()] == [10]
