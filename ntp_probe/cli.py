@@ -5,8 +5,11 @@ Every error a user can cause is an ``NtpProbeError``: printed on one line to std
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -64,11 +67,55 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+class ClosedOutput(io.TextIOBase):
+    """Standard output when the shell closed it (``ntp-probe generate >&-``): a write is the one-line usage error."""
+
+    encoding = "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not text:
+            return 0
+        raise UsageError("standard output is closed (>&-): nothing can be printed; redirect it (> FILE) or give --out")
+
+    def isatty(self) -> bool:
+        return False
+
+
+def set_up_output() -> None:
+    """The command line's console and error output, before its consoles are made, for any terminal or pipe:
+
+    * a closed stdout (``>&-``) becomes ``ClosedOutput`` (one line on stderr, exit 2, when something is printed);
+      a closed stderr, ``/dev/null`` (there is nowhere to say anything);
+    * an encoding that cannot write the tables' characters (``PYTHONIOENCODING=ascii``, ``LC_ALL=C PYTHONUTF8=0``):
+      those characters are replaced (Rich draws its boxes in ASCII there) instead of a ``UnicodeEncodeError``;
+    * ``COLUMNS``/``LINES`` that are not a positive number (``COLUMNS=0``): ignored, the terminal's size (or 80) is
+      used; at width 0 Rich printed nothing, error messages included.
+    """
+    if sys.stdout is None:
+        sys.stdout = ClosedOutput()
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    for stream in (sys.stdout, sys.stderr):
+        enc = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+        if enc and not enc.startswith("utf") and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(Exception):
+                stream.reconfigure(errors="replace")
+    for var in ("COLUMNS", "LINES"):
+        value = os.environ.get(var)
+        if value is not None and not (value.strip().isdigit() and 0 < int(value) < 100_000):
+            del os.environ[var]
+
+
+set_up_output()
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
+    message = message.replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever a path or value holds
     err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
     return typer.Exit(code)
 
@@ -367,9 +414,12 @@ def watch(
     as_json: JsonOpt = False,
 ) -> None:
     """Where trainings stand: running or stopped, step, s/step, ETA, last evaluation, per-position curves."""
+    from .limits import MAX_FOLLOW_S, check_float
     from .render import watch_view
     from .runs import statuses
 
+    if follow is not None:
+        check_float("--follow", follow, 0.2, MAX_FOLLOW_S)  # inf: an OverflowError in sleep
     if as_json:
         print(json.dumps(statuses(runs)))
         return
@@ -708,6 +758,16 @@ def tui(
     ] = None,
 ) -> None:
     """Open the probing app: step through decoding, force a wrong arm (the Clever Hans demo), compare models."""
+    for name, stream in (("input", sys.stdin), ("output", sys.stdout)):  # the app reads keys and draws on a terminal
+        if stream is None or isinstance(stream, ClosedOutput):
+            raise UsageError(f"the app needs a terminal: standard {name} is closed; run 'ntp-probe tui' in a terminal")
+        try:
+            tty = stream.isatty()
+        except (OSError, ValueError):
+            tty = False
+        if not tty:
+            raise UsageError(f"the app needs a terminal: standard {name} is not one (a file or a pipe); run "
+                             "'ntp-probe tui' in a terminal (the CLI's probe --graph prints the same figures)")
     from .tui.app import ProbeApp
 
     ProbeApp(models or None).run()

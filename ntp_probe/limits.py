@@ -37,6 +37,7 @@ MAX_DATA_BYTES = 256 * 2**20  # a data file (--data, --graphs, --train-file)
 MAX_LINE_CHARS = 2**20  # one line of a data file
 MAX_GRAPHS = 2_000_000  # graphs in one data file
 MAX_SESSION_BYTES = 2**20  # a saved probe session (probe --load, the app's ctrl+o)
+MAX_FOLLOW_S = 86_400.0  # watch --follow: refresh at least once a day
 
 
 def check_int(name: str, value: int, lo: int, hi: int) -> int:

@@ -664,3 +664,46 @@ def test_killed_before_the_first_checkpoint(tmp_path):
     r = cli("train", "--out", out, "--steps", 10, *TINY)
     assert r.exit_code == 0, r.output
     assert [json.loads(ln)["step"] for ln in (out / "metrics.jsonl").read_text().splitlines()] == [10]
+
+
+def _bash(line: str, **extra) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", line.replace("NTP", f"{sys.executable} -m ntp_probe")], capture_output=True,
+                          text=True, timeout=120, env={**env(), **extra})
+
+
+def _one_stderr_line(r, fragment=None, code=2):
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert r.returncode == code and len(lines) == 1 and lines[0].startswith("error: "), (r.returncode, r.stderr[-2000:])
+    assert fragment is None or fragment in lines[0], lines[0]
+
+
+@pytest.mark.slow
+def test_closed_pipes_odd_locales_and_widths():
+    # items 16-18, 19: one place, the CLI's output set-up (cli.set_up_output) and the app's check for a terminal
+    _one_stderr_line(_bash("NTP generate >&-"), "standard output is closed")  # 16: AttributeError before
+    _one_stderr_line(_bash("NTP eval no-such-model >&-"), "not found")  # the error itself still gets out
+    for extra in ({"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}):  # 17
+        r = _bash("NTP models", **extra)
+        assert r.returncode == 0 and "g2-5-next-token" in r.stdout and "Error" not in r.stderr, r.stderr[-2000:]
+        _one_stderr_line(_bash("NTP probe g2-5-next-token --graph '0→1'", **extra))
+    r = _bash("NTP models", COLUMNS="0")  # 18: tables and error messages printed nothing
+    assert r.returncode == 0 and "g2-5-next-token" in r.stdout
+    _one_stderr_line(_bash("NTP eval no-such-model", COLUMNS="0"), "not found")
+    _one_stderr_line(_bash("NTP eval no-such-model", COLUMNS="-5", LINES="x"), "not found")
+    _one_stderr_line(_bash("NTP tui <&-"), "standard input is closed")  # 19: a traceback, exit 0
+    _one_stderr_line(_bash("timeout 60 NTP tui </dev/null"), "not one (a file or a pipe)")  # 19: ran for ever
+
+
+def test_watch_follow_must_be_finite(tmp_path):
+    # item 15: watch RUN --follow inf: OverflowError
+    train(tiny_config(tmp_path / "run", steps=10), tmp_path / "run")
+    for value in ("inf", "nan", "1e300"):
+        one_line_error(cli("watch", tmp_path / "run", "--follow", value), "--follow")
+
+
+def test_a_newline_in_a_path_stays_one_line(tmp_path):
+    # item 27: a data path with a newline in it made the error two lines
+    bad = tmp_path / "a\nb.txt"
+    one_line_error(cli("eval", MODEL, "--data", bad), "a\\nb.txt: no such file")
+    bad.write_text("not a graph\n")
+    one_line_error(cli("eval", MODEL, "--data", bad), "a\\nb.txt:1:")
