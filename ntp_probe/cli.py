@@ -754,7 +754,8 @@ def tui(
     models: Annotated[
         Optional[list[str]],
         typer.Argument(help="Models to open: .safetensors files, run directories or shipped names; the first is probed, "
-                            "the others are shown side by side. Default: g2-5-next-token (+ reverse, teacherless)."),
+                            "the others are shown side by side. Default: star-next-token (+ star-reverse), else "
+                            "g2-5-next-token (+ reverse, teacherless)."),
     ] = None,
 ) -> None:
     """Open the probing app: step through decoding, force a wrong arm (the Clever Hans demo), compare models."""

@@ -118,6 +118,10 @@ def warm_start(model: torch.nn.Module, source: LoadedModel, nodes: int) -> dict:
     if skipped:
         raise UsageError(f"--init-from {source.display_name}: {len(skipped)} of {len(dst)} weights do not match (e.g. "
                          f"{skipped[0]}); use the same --arch, --layers, --d-model and --heads as that model")
+    extra = [name for name in src if name not in dst]  # a deeper model: its extra layers would be dropped silently
+    if extra:
+        raise UsageError(f"--init-from {source.display_name}: it has {len(extra)} weights this model lacks (e.g. "
+                         f"{extra[0]}); use the same --arch, --layers, --d-model and --heads as that model")
     return {"from": source.display_name, "copied": len(copied), "extended": partial}
 
 
@@ -644,6 +648,9 @@ def train(
     if train_graphs is not None:
         check_train_file(train_graphs, Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes))
     init = ckpt.load(cfg.init_from) if cfg.init_from and not resume else None
+    if init is not None:  # does it fit? checked on a meta-device skeleton, before the run is touched
+        with torch.device("meta"), torch.no_grad():
+            warm_start(ckpt.build_model(model_config(cfg, objective)), init, cfg.nodes)
     dist = Distributed.start(cfg.device)
     about = {k: getattr(cfg, k) for k in ("objective", "degree", "path_len", "nodes", "arch", "steps")}
     if dist.is_main:

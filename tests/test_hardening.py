@@ -707,3 +707,24 @@ def test_a_newline_in_a_path_stays_one_line(tmp_path):
     one_line_error(cli("eval", MODEL, "--data", bad), "a\\nb.txt: no such file")
     bad.write_text("not a graph\n")
     one_line_error(cli("eval", MODEL, "--data", bad), "a\\nb.txt:1:")
+
+
+def test_init_from_a_deeper_model(tmp_path):
+    # item 26: --init-from a deeper model silently dropped its extra layers (a shallower one was refused)
+    deep = tmp_path / "deep"
+    train(tiny_config(deep, steps=10, layers=2), deep)
+    one_line_error(cli("train", "--out", tmp_path / "run", "--steps", 10, *TINY, "--init-from", deep),
+                   "weights this model lacks (e.g. blocks.1.")
+    assert not (tmp_path / "run").exists()
+
+
+def test_readme_names_the_model_the_app_opens():
+    # item 29: the README said its first command opens the app "on the shipped teacher-forced G(2,5) model"; it
+    # opens star-next-token (default_models), with star-reverse beside it
+    from ntp_probe.tui.app import default_models
+
+    first, others = default_models()
+    text = " ".join((ROOT / "README.md").read_text().split())
+    sentence = text[text.index("and opens the app on the"):][:200]
+    sentence = sentence[: sentence.index(". ") + 1]
+    assert f"`{first}`" in sentence and all(f"`{m}`" in sentence for m in others), sentence
