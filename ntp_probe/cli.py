@@ -220,16 +220,18 @@ def generate(
     draws each graph's shape uniformly."""
     from .atomic import atomic_write_chunks
     from .limits import check_count, check_seed, check_task_size
-    from .task import Topologies, format_lines, generate_set, generate_text
+    from .task import Topologies, format_lines, generate_set, generate_text, stream_chunk_size
 
     shapes = Topologies.parse(one_or_set(degree), one_or_set(path_len), nodes)  # one shape: check_topology as always
     degree, path_len = shapes.max_degree, shapes.max_path_len
     check_task_size(degree, path_len, nodes)
     check_seed(seed)
     if one_batch:  # not a stream: --count 3 is not a prefix of --count 4; in memory, so bounded like eval --count
-        check_count(count, nodes)
-        lines = format_lines(generate_set(shapes, nodes, count, seed=seed), with_answer=not question_only)
-        chunks = iter(["\n".join(lines) + "\n"])
+        check_count(count, nodes, edges=degree * (path_len - 1))
+        batch = generate_set(shapes, nodes, count, seed=seed)
+        size = stream_chunk_size(nodes)  # formatted a chunk at a time: a million lines' Python ints took GBs
+        chunks = ("\n".join(format_lines(batch[lo : lo + size], with_answer=not question_only)) + "\n"
+                  for lo in range(0, count, size))
     else:
         chunks = generate_text(degree, path_len, nodes, count, seed, with_answer=not question_only, shapes=shapes)
     if out_file is None:
@@ -338,7 +340,7 @@ def load_graphs_arg(lm, data: Path | None, count: int, seed: int, degree: str | 
         check_graphs(lm, graphs, odd_ok)  # before any scoring starts
         return graphs
     t = lm.task
-    check_count(count, t.nodes)
+    check_count(count, t.nodes, edges=t.num_edges)
     shapes = t.topologies
     if degree is not None or path_len is not None:
         shapes = Topologies.parse(one_or_set(degree) if degree is not None else list(shapes.degrees),

@@ -205,6 +205,29 @@ def valid_paths(batch_edges: torch.Tensor, start: torch.Tensor, goal: torch.Tens
     return is_edge & (paths[..., 0] == start[:, None]) & (last == goal[:, None])
 
 
+def row_bytes(lm: LoadedModel) -> int:
+    """A generous estimate of the memory one decoded row takes: its context's key/value cache in every layer,
+    activations and logits, in float32."""
+    c = lm.model.config
+    return c.block_size * (2 * c.n_layer * c.n_embd + 8 * c.n_embd + c.vocab_size) * 4
+
+
+def check_width(lm: LoadedModel, strategy: Strategy) -> None:
+    """A beam search keeps ``beam`` rows per graph, the verifier ``tries``: one graph's rows must fit
+    ``limits.DECODE_BYTES`` (100,000 tries of a G(2,5) model took 4.7 GB); else a one-line UsageError."""
+    from .errors import UsageError
+    from .limits import DECODE_BYTES
+
+    if strategy.kind not in ("beam", "verify"):
+        return
+    width = strategy.beam if strategy.kind == "beam" else strategy.tries
+    most = max(1, DECODE_BYTES // row_bytes(lm))
+    if width > most:
+        name = "--beam" if strategy.kind == "beam" else "--tries"
+        raise UsageError(f"{name} {width:,}: too wide for {lm.display_name} (each candidate holds its "
+                         f"{lm.model.config.block_size}-token context); at most {most:,} for this model")
+
+
 @torch.no_grad()
 def decode_with(lm: LoadedModel, questions: torch.Tensor, strategy: Strategy, forced: torch.Tensor | None = None,
                 batch=None, generator: torch.Generator | None = None,
@@ -215,6 +238,7 @@ def decode_with(lm: LoadedModel, questions: torch.Tensor, strategy: Strategy, fo
     that the verifier accepts; it needs ``batch`` (the graphs) for the oracle. ``batch`` gives the answer lengths
     of a topology set's model (or of a padded batch) when ``lengths`` is not given."""
     lm.objective.check_strategy(strategy.kind)
+    check_width(lm, strategy)
     B = questions.shape[0]
     if lengths is None and batch is not None and (batch.padded or lm.task.mixed):
         lengths = batch.lengths()

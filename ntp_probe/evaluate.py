@@ -7,7 +7,7 @@ import time
 import torch
 
 from .checkpoint import LoadedModel
-from .decoding import Strategy, decode_with, default_tries, teacher_forced
+from .decoding import Strategy, decode_with, default_tries, row_bytes, teacher_forced
 from .errors import GraphError
 from .task import Graph, GraphBatch, shape_of, where
 
@@ -50,6 +50,16 @@ def check_fits(lm: LoadedModel, edges: int, path_len: int, what: str) -> None:
     if need > block:
         raise GraphError(f"{what}: {edges} edges and a {path_len}-node path make a {need}-token sequence, longer than "
                          f"the model's context of {block} (trained on {lm.task.label()})")
+
+
+def graphs_per_pass(lm: LoadedModel, strategy: Strategy, batch_size: int) -> int:
+    """Graphs decoded at once: ``batch_size`` at most, and no more than fit ``limits.DECODE_BYTES`` with each graph's
+    rows (a beam search keeps ``beam`` rows per graph, the verifier ``tries``), so that any count, beam and budget
+    inside the limits decodes in bounded memory (``decoding.check_width``: one graph's rows must fit)."""
+    from .limits import DECODE_BYTES
+
+    width = strategy.beam if strategy.kind == "beam" else strategy.tries if strategy.kind == "verify" else 1
+    return max(1, min(batch_size, DECODE_BYTES // (width * row_bytes(lm))))
 
 
 def shape_key(shape: tuple[int, int]) -> str:
@@ -118,8 +128,9 @@ def _evaluate(lm: LoadedModel, batch: GraphBatch, batch_size: int, strategy: Str
     forced_correct = torch.zeros(L, dtype=torch.long)
     exact = decision = tries = 0
     t0 = time.perf_counter()
-    for lo in range(0, n, batch_size):
-        sub = batch[lo : lo + batch_size].to(device)
+    step = graphs_per_pass(lm, strategy, batch_size)
+    for lo in range(0, n, step):
+        sub = batch[lo : lo + step].to(device)
         q = lm.tokenizer.questions(sub)
         answers = obj.answer(sub.path)
         out, used = decode_with(lm, q, strategy, batch=sub, generator=generator)

@@ -21,6 +21,7 @@ MAX_NODES = 1_000_000  # node ids 0..N-1 (the vocabulary)
 MAX_EDGES = 100_000  # degree × (path length − 1): the length of one question
 MAX_COUNT = 1_000_000  # graphs scored in one eval/clever-hans/inference-fixes/reproduce (also --eval-count)
 MAX_COUNT_CELLS = 50_000_000  # count × N: the generator draws N random numbers per graph
+MAX_COUNT_EDGES = 25_000_000  # count × d(l−1): the edges of one batch (1,000,000 graphs of G(5,6): 1.4 GB at peak)
 MAX_BATCH = 65_536
 MAX_STEPS = 100_000_000
 MAX_LAYERS = 256
@@ -31,7 +32,8 @@ MAX_D_STATE = 4_096
 MAX_FUTURE = 64
 MAX_PARAMS = 2_000_000_000  # parameters of a model train builds (checked on the meta device, no memory)
 MAX_BEAM = 1_024
-MAX_TRIES = 100_000
+MAX_TRIES = 100_000  # and, the verifier being a beam search of width --tries, as many rows as fit DECODE_BYTES
+DECODE_BYTES = 768 * 2**20  # one decoding pass (graphs × beam rows × context): graphs are scored in passes this big
 MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-6, 1e6  # below, logits / T overflows float32 (1e-45: NaN)
 MAX_DATA_BYTES = 256 * 2**20  # a data file (--data, --graphs, --train-file)
 MAX_LINE_CHARS = 2**20  # one line of a data file
@@ -66,11 +68,15 @@ def check_threads(threads: int | None) -> int | None:
     return None if threads is None else check_int("--threads", threads, 1, MAX_THREADS)
 
 
-def check_count(count: int, nodes: int, name: str = "--count") -> int:
+def check_count(count: int, nodes: int, name: str = "--count", edges: int = 0) -> int:
+    """Graphs drawn in one batch: ``count`` × N random numbers and ``count`` × ``edges`` (the largest shape's) edges."""
     check_int(name, count, 1, MAX_COUNT)
     if count * nodes > MAX_COUNT_CELLS:
         raise UsageError(f"{name} {count:,}: too many graphs of N={nodes:,} at once (count × N at most "
                          f"{MAX_COUNT_CELLS:,}); score a --data file or use fewer")
+    if count * edges > MAX_COUNT_EDGES:
+        raise UsageError(f"{name} {count:,}: too many graphs of {edges:,} edges at once (count × edges at most "
+                         f"{MAX_COUNT_EDGES:,}); use fewer")
     return count
 
 

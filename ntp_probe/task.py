@@ -691,8 +691,17 @@ def generate_text(degree: int, path_len: int, nodes: int, count: int, seed: int 
 
 def format_lines(batch: GraphBatch, with_answer: bool = True) -> list[str]:
     """Original line format for a whole batch: one C-level ``%`` format per line over one flat row."""
-    if batch.padded:
-        return [format_line(g, with_answer) for g in batch.graphs()]
+    if batch.padded:  # several shapes: each shape's rows formatted as one unpadded batch, lines back in row order
+        l = batch.lengths()
+        if not bool((batch.num_edges() % (l - 1).clamp_min(1) == 0).all()):  # not all path-star shapes: one by one
+            return [format_line(g, with_answer) for g in batch.graphs()]
+        shapes = batch.shapes()
+        lines: list[str] = [""] * len(shapes)
+        for shape, sub in batch.by_shape().items():
+            rows = [i for i, s in enumerate(shapes) if s == shape]
+            for i, line in zip(rows, format_lines(sub, with_answer)):
+                lines[i] = line
+        return lines
     B, E, _ = batch.edges.shape
     L = batch.path.shape[1]
     fmt = "|".join(["%d,%d"] * E) + "/%d,%d"

@@ -241,7 +241,7 @@ def validate(cfg: TrainConfig) -> Objective:
     L.check_int("--steps", cfg.steps, 1, L.MAX_STEPS)
     L.check_int("--batch-size", cfg.batch_size, 1, L.MAX_BATCH)
     L.check_int("--eval-every", cfg.eval_every, 1, L.MAX_STEPS)
-    L.check_count(cfg.eval_count, cfg.nodes, "--eval-count")
+    L.check_count(cfg.eval_count, cfg.nodes, "--eval-count", topologies.max_degree * (topologies.max_path_len - 1))
     L.check_int("--warmup", cfg.warmup, 0, L.MAX_STEPS)
     L.check_int("--layers", cfg.layers, 1, L.MAX_LAYERS)
     L.check_int("--d-model", cfg.d_model, 8, L.MAX_D_MODEL)

@@ -728,3 +728,48 @@ def test_readme_names_the_model_the_app_opens():
     sentence = text[text.index("and opens the app on the"):][:200]
     sentence = sentence[: sentence.index(". ") + 1]
     assert f"`{first}`" in sentence and all(f"`{m}`" in sentence for m in others), sentence
+
+
+PEAK = ("import resource, subprocess, sys; r = subprocess.run([sys.executable, '-m', 'ntp_probe', *sys.argv[1:]], "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True); "
+        "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024); sys.stderr.write(r.stderr)")
+STAR = "1,2|2,3|3,4|4,5|5,6|1,7|7,8|8,9|9,10|10,11|1,12|12,13|13,14|14,15|15,16/1,16"  # G(3,6)
+
+
+def peak_rss(*args, timeout=300) -> tuple[int, int, str]:
+    """(exit code, peak resident set in bytes, stderr) of one ntp-probe command, measured in a process of its own."""
+    r = subprocess.run([sys.executable, "-c", PEAK, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                       env=env())
+    code, peak = map(int, r.stdout.split())
+    return code, peak, r.stderr
+
+
+@pytest.mark.slow
+def test_decoding_memory_is_bounded():
+    # item 8: probe --decode verify --tries 100000 reached 4.7 GB on one graph (the verifier is a beam search of width
+    # --tries); inference-fixes --count 2000 2.5 GB (2,000 graphs × 8 tries decoded at once). Now one graph's rows
+    # must fit limits.DECODE_BYTES (decoding.check_width), and graphs are decoded in passes of that size
+    # (evaluate.graphs_per_pass). The worst inside the limits:
+    code, _, stderr = peak_rss("probe", MODEL, "--graph", G, "--decode", "verify", "--tries", 100_000)
+    assert code == 2 and "--tries 100,000: too wide for g2-5-next-token" in stderr, stderr
+    from ntp_probe.checkpoint import load
+    from ntp_probe.decoding import row_bytes
+    from ntp_probe.limits import DECODE_BYTES
+
+    widest = DECODE_BYTES // row_bytes(load("star-reverse"))
+    for args in (["probe", "star-reverse", "--graph", STAR, "--decode", "verify", "--tries", widest, "--json"],
+                 ["eval", MODEL, "--decode", "verify", "--tries", 1024, "--count", 32, "--json"]):  # 32,768 rows at once
+        code, peak, stderr = peak_rss(*args)
+        assert code == 0, stderr[-2000:]
+        assert peak < 2 * 10**9, (args, peak)
+
+
+@pytest.mark.slow
+def test_one_batch_generate_memory_is_bounded(tmp_path):
+    # item 8: generate --one-batch --count 1000000 -d 2-5 -l 3-6 peaked at 3.3 GB (a million lines formatted at once);
+    # now formatted a chunk at a time (the same bytes), and count × edges is bounded (limits.MAX_COUNT_EDGES)
+    code, peak, stderr = peak_rss("generate", "--one-batch", "--count", 1_000_000, "-d", "2-5", "-l", "3-6", "--out",
+                                  tmp_path / "g.txt")
+    assert code == 0 and peak < 2 * 10**9, (peak, stderr[-2000:])
+    code, _, stderr = peak_rss("generate", "--one-batch", "--count", 499, "-d", 1000, "-l", 101, "-n", 100_001)
+    assert code == 2 and "count × edges at most 25,000,000" in stderr, stderr

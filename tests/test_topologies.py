@@ -304,7 +304,7 @@ def test_multi_token_trains_on_a_set(tmp_path):
 @pytest.mark.parametrize("task, message", [
     ({"degrees": "2-3"}, "degrees '2-3': not a list of 1 to 1024 whole numbers"),
     ({"degrees": [2, 3], "path_lens": []}, "path_lens"),
-    ({"path_lens": None}, "non-empty list of integers"),  # one list without the other (None: key removed)
+    ({"path_lens": None}, "has 'degrees' but no 'path_lens'"),  # one list without the other (None: key removed)
     ({"degrees": [2, 3], "path_lens": [3, 5]}, "largest of degrees/path_lens"),
     ({"degrees": [0, 3], "path_lens": [3, 4]}, "degrees"),
     ({"degrees": [2, 3], "path_lens": [1, 4]}, "≥ 2"),
