@@ -639,3 +639,100 @@ def test_model_card_is_the_shipped_card_or_one_from_the_header(lm):
     card = model_card(lm)
     assert card == card_markdown(lm) and card.startswith(f"# {lm.display_name}")
     assert "G(2,3) N=10" in card and "- steps: " in card and "## Figures in the model's header" in card
+
+
+# the README's keys (less ctrl+q), paging keys, keys typed into prompts and the editor, and terminal resizes
+MONKEY_KEYS = ["right", "n", "space", "left", "p", "g", "0", "w", "up", "down", "enter", "f", "u", "x", "r", "t", "e",
+               "escape", "o", "c", "left_square_bracket", "right_square_bracket", "l", "d", "ctrl+s", "ctrl+o", "i",
+               "question_mark", "s", "ctrl+p", "pagedown", "pageup", "home", "end", "tab", "shift+tab", "backspace",
+               "1", "3", "9", "colon", "slash", "tilde", "a", "z", "comma", "minus", "greater_than_sign", "delete",
+               "escape", "escape", "escape"]
+MONKEY_SIZES = [(40, 10), (120, 40), (60, 16), (100, 32)]
+
+
+SCREEN_KEYS = {"ctrl+p", "escape", "enter", "o", "f", "ctrl+s", "ctrl+o", "i", "question_mark"}
+
+
+async def fast_keys(pilot, keys) -> None:
+    """Keys as a fast typist sends them: each handled in turn, without Pilot's wait for idle after every key
+    (0.1 s a key on the dev machine), except the keys that open or close a screen (a person waits for it to show;
+    Textual's own command palette is not safe against keys sent in the same millisecond it opens or closes)."""
+    app = pilot.app
+    from textual import events
+    from textual.app import _character_to_key
+    from textual.keys import _get_unicode_name_from_key
+    import unicodedata
+
+    for key in keys:
+        if key in SCREEN_KEYS:
+            await pilot.press(key)
+            continue
+        key = _character_to_key(key) if len(key) == 1 and not key.isalnum() else key
+        try:
+            char = unicodedata.lookup(_get_unicode_name_from_key(key))
+        except KeyError:
+            char = key if len(key) == 1 else None
+        event = events.Key(key, char)
+        event.set_sender(app)
+        app._driver.send_message(event)
+        await asyncio.sleep(0.002)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(40, 10), (120, 40)], ids=["40x10", "120x40"])
+@sync
+async def test_two_thousand_random_keys(trained, tmp_path, monkeypatch, size):
+    """Issue 23 (items 5-7, 19 and what this walk found): 2,000 seeded random keys, every key of the README, the
+    paging keys, text typed into every prompt (path:line, a session file, a node id, the editor) and terminal resizes;
+    the app must still be running, every queued operation applied, with no exception."""
+    monkeypatch.chdir(tmp_path)  # s writes screenshots here
+    rng = random.Random(23)
+    keys = [rng.choice(MONKEY_KEYS) for _ in range(2000)]
+    app = ProbeApp([trained("next-token"), trained("reverse")], seed=1)
+    async with app.run_test(size=size) as pilot:
+        await app.wait_idle()
+        for i in range(0, len(keys), 50):
+            await fast_keys(pilot, keys[i : i + 50])
+            if rng.random() < 0.3:
+                await pilot.resize_terminal(*rng.choice(MONKEY_SIZES))
+            await pilot.pause()
+        await pilot.resize_terminal(*size)
+        await app.wait_idle()
+        assert app.is_running
+        assert app.session is not None
+
+
+@sync
+async def test_prompts_paging_and_a_bad_header_are_messages(lm, tmp_path):
+    """Issue 23: the path prompts (o, ctrl+o, ctrl+s) crashed on ~nosuchuser/x:1 (RuntimeError) and on a 300-character
+    name (OSError: File name too long); pagedown/pageup at 40×10 crashed (KeyError: 0 in OptionList._move_page);
+    a header whose training.config is not an object crashed the model card (i)."""
+    app = ProbeApp([lm], graph=GRAPH)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.wait_idle()
+        for key in ("o", "ctrl+o", "ctrl+s"):
+            for text, fragment in (("~nosuchuser/x:1", "no such user"), ("x" * 300 + ":1", "File name too long")):
+                await pilot.press(key)
+                await pilot.pause()
+                app.screen.query_one("Input").value = text
+                await pilot.press("enter")
+                await pilot.pause()
+                assert isinstance(app.screen, Prompt) and fragment in str(app.screen.query_one("#prompt-error", Label).render())
+                await pilot.press("escape")
+                await pilot.pause()
+        assert app.is_running
+    app = ProbeApp([lm], graph=GRAPH)
+    async with app.run_test(size=(40, 10)) as pilot:
+        await app.wait_idle()
+        await pilot.press("pagedown", "pageup", "pagedown", "ctrl+p", "pagedown", "pageup", "escape")
+        await app.wait_idle()
+        assert app.is_running and app.session is not None
+    from hostile import meta_with, write_model
+
+    bad = write_model(tmp_path / "cfg.safetensors", {**meta_with(), "training": {"config": 5}})
+    app = ProbeApp([str(bad)])
+    async with app.run_test(size=SIZE) as pilot:
+        await app.wait_idle()
+        await pilot.press("i")
+        await pilot.pause()
+        assert app.is_running and "config 5: not an object" in app.load_error

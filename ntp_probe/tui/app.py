@@ -38,6 +38,8 @@ from textual.widgets import Footer, Header
 from textual.worker import get_current_worker
 
 from ..errors import NtpProbeError
+from . import compat  # noqa: F401 - Textual work-arounds (pagedown in a tiny terminal)
+from .paths import expand, file_error, writable_error
 from .ops import Op, OpQueue
 from .screens.modals import Prompt, TextModal, help_markdown
 from .widgets.base import Probed, ShowsProbe, probe_panels
@@ -488,8 +490,8 @@ class ProbeApp(App):
 
         def validate(text: str) -> str | None:
             path, line = split(text)
-            if not Path(path).expanduser().is_file():
-                return f"{path or '(empty)'}: no such file"
+            if (why := file_error(path)) is not None:
+                return why
             if not re.fullmatch(r"\s*[0-9]{1,9}\s*", line) or int(line) < 1:
                 return f"line {line!r}: give a line number from 1, as path:line"
             return None
@@ -499,7 +501,7 @@ class ProbeApp(App):
                 return
             self._last_line = value
             path, line = split(value)
-            path = str(Path(path).expanduser())
+            path = str(expand(path))
             self.submit(Op(_api().set_graph_from_file, (path, int(line)), loads=f"{path}:{int(line)}"))
 
         self.push_screen(Prompt("load a graph from a data file", "path/to/file.txt:LINE",
@@ -525,13 +527,12 @@ class ProbeApp(App):
             return
 
         def validate(text: str) -> str | None:
-            parent = Path(text).expanduser().parent
-            return None if text and parent.is_dir() else f"{parent}: no such directory"
+            return writable_error(text)
 
         def done(value: str | None) -> None:
             if value is not None:
                 self._session_path = value
-                path = str(Path(value).expanduser())
+                path = str(expand(value))
                 self.submit(Op(effect=partial(_api().save, path=path), done=f"session saved to {path}"))
 
         self.push_screen(Prompt("save this session (model, graph, forced tokens, decoding) as", "session.json",
@@ -542,14 +543,14 @@ class ProbeApp(App):
             return
 
         def validate(text: str) -> str | None:
-            return None if Path(text).expanduser().is_file() else f"{text or '(empty)'}: no such file"
+            return file_error(text)
 
         def done(value: str | None) -> None:
             if value is not None:
                 from ..probing import load_session
 
                 self._session_path = value
-                path = str(Path(value).expanduser())
+                path = str(expand(value))
                 self.submit(Op(start=partial(load_session, path, candidates=list(self.models)), loads=f"session {path}"))
 
         self.push_screen(Prompt("open a saved session", "session.json", value=self._session_path, validate=validate), done)
