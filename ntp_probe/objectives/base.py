@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UsageError
-from . import IGNORE
+from ._shared import IGNORE
 
 if TYPE_CHECKING:
     from ..checkpoint import LoadedModel

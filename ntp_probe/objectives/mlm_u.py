@@ -27,7 +27,8 @@ import torch
 
 from ..errors import UsageError
 from ..tokenizer import Tokenizer
-from . import IGNORE, register
+from . import register
+from ._shared import IGNORE
 from .base import Objective, Stepper
 
 
