@@ -519,6 +519,70 @@ def clever_hans_cmd(
         out.print(shape_table(res, "per shape"))
 
 
+@app.command("patch")
+@handle_errors
+def patch_cmd(
+    model: Annotated[str, typer.Argument(help="A .safetensors file, a run directory, or a shipped model name.")],
+    graph: Annotated[Optional[str], typer.Option("--graph", "-g", help="One graph (the clean run), line or human format.", rich_help_panel="Graphs")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Average over the first --count graphs of this file.", rich_help_panel="Graphs")] = None,
+    count: Annotated[int, typer.Option("--count", help="Graphs to average over (--data's first, or fresh ones).", min=1, rich_help_panel="Graphs")] = 500,
+    pair: Annotated[str, typer.Option("--pair", help="The corrupt run: goal (the goal on another arm's leaf) or shuffle (the edges reordered).", rich_help_panel="Graphs")] = "goal",
+    corrupt: Annotated[Optional[str], typer.Option("--corrupt", help="The corrupt run's graph, of --graph's shape.", rich_help_panel="Graphs")] = None,
+    step: Annotated[Optional[int], typer.Option("--step", help="Answer token K (1-based, the model's order; default: the decision step).")] = None,
+    knockout: Annotated[bool, typer.Option("--knockout", help="Also hide each edge from every attention and report its effect.")] = False,
+    attribution: Annotated[bool, typer.Option("--attribution", help="Also each head's and MLP's direct logit attribution.")] = False,
+    png: Annotated[Optional[Path], typer.Option("--png", help="Write the heat map as a PNG.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of fresh graphs and of the shuffle pair.")] = 0,
+    threads: ThreadsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Activation patching at one answer step: which (layer, token) carries the goal to the decision; with
+    --knockout the edges it reads, with --attribution the heads and MLPs that write the answer."""
+    from .checkpoint import load
+    from .limits import check_count
+    from .probing import parse_for_model
+    from .probing.patching import PAIRS, patch
+
+    set_threads(threads)
+    check_seed(seed)
+    if pair not in PAIRS:
+        raise UsageError(f"--pair {pair!r}: choose goal or shuffle (or give --corrupt GRAPH)")
+    if graph is not None and data is not None:
+        raise UsageError("give --graph (one pair) or --data (an average), not both")
+    if corrupt is not None and graph is None:
+        raise UsageError("--corrupt is the second graph of one pair: give --graph too")
+    lm = load(model)
+    if graph is not None:
+        graphs = [parse_for_model(graph, lm)]
+    else:
+        check_count(count, lm.task.nodes)
+        graphs = load_graphs_arg(lm, data, count, seed)[:count]
+    second = None
+    if corrupt is not None:
+        try:
+            second = parse_for_model(corrupt, lm)
+        except NtpProbeError as e:
+            raise e.__class__(f"--corrupt: {e}") from None
+    k = None
+    if step is not None:
+        if step < 1:
+            raise UsageError(f"--step {step}: answer tokens are counted from 1")
+        k = step - 1
+    res = patch(lm, graphs, pair, second, k, edges=knockout, attribute=attribution, seed=seed)
+    if png is not None:
+        from .probing.figure import heatmap_png
+
+        heatmap_png(res, png)
+    if as_json:
+        print(json.dumps(res))
+        return
+    from .render import patch_view
+
+    out.print(patch_view(res))
+    if png is not None:
+        out.print(f"wrote {escape(str(png))}", highlight=False)
+
+
 @app.command("inference-fixes")
 @handle_errors
 def inference_fixes_cmd(
