@@ -183,13 +183,13 @@ class Mamba(nn.Module):
             logits = torch.stack([logits, *extra], dim=2)
         return Output(logits, None, hidden, parts)
 
-    def resume(self, idx: torch.Tensor, x: torch.Tensor, layer: int, knockout: torch.Tensor | None = None) -> torch.Tensor:
-        """Head-0 logits from a residual stream ``x`` taken after ``layer`` (0: the embeddings): the later blocks only."""
-        if knockout is not None:
-            raise ValueError("a Mamba model has no attention keys to knock out")
+    def resume(self, idx: torch.Tensor, x: torch.Tensor, layer: int, row: int) -> torch.Tensor:
+        """Head-0 logits [B, V] at ``row`` from a residual stream ``x`` taken after ``layer`` (0: the embeddings):
+        the later blocks only (all positions up to ``row``: the scan is causal)."""
+        x = x[:, : row + 1]
         for i in range(layer, len(self.blocks)):
             x = self.blocks[i](x, None, i)
-        return self.lm_head(self.ln_f(x))
+        return self.lm_head(self.ln_f(x[:, row]))
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """Logit lens: final LayerNorm + unembedding applied to a residual-stream state."""

@@ -250,16 +250,37 @@ class GPT(nn.Module):
             logits = torch.stack([logits, *extra], dim=2)
         return Output(logits, attns, hidden, parts)
 
-    def resume(self, idx: torch.Tensor, x: torch.Tensor, layer: int, knockout: torch.Tensor | None = None) -> torch.Tensor:
-        """Head-0 logits [B, T, V] from a residual stream ``x`` taken after ``layer`` (0: the embeddings) for the
-        input ``idx`` (its masks): the blocks after ``layer`` only, no cache. Patching runs each layer's grid
-        from the layer it patches."""
+    def resume(self, idx: torch.Tensor, x: torch.Tensor, layer: int, row: int) -> torch.Tensor:
+        """Head-0 logits [B, V] at position ``row`` from a residual stream ``x`` taken after ``layer`` (0: the
+        embeddings) for the input ``idx`` (its masks): the blocks after ``layer`` only, no cache, the last of them
+        for ``row``'s query alone. Patching runs each layer's grid from the layer it patches."""
         _, mask = self._embed(idx, None)
-        if knockout is not None:
-            mask = self._knock_out(knockout, mask)
-        for i in range(layer, len(self.blocks)):
+        n = len(self.blocks)
+        for i in range(layer, n - 1):
             x, _ = self.blocks[i](x, None, i, False, mask)
+        if layer < n:
+            x = self._block_at(self.blocks[n - 1], x, mask, row)
+        else:
+            x = x[:, row]
         return self.lm_head(self.ln_f(x))
+
+    def _block_at(self, block: Block, x: torch.Tensor, mask: torch.Tensor | None, row: int) -> torch.Tensor:
+        """A block's output [B, C] at one position: every key and value, one query (what the readout needs)."""
+        B, T, C = x.shape
+        att = block.attn
+        h = att.c_attn(block.ln_1(x))
+        q, k, v = h[:, row:row + 1, :C], h[..., C:2 * C], h[..., 2 * C:]
+        q, k, v = (t.view(B, t.shape[1], att.n_head, C // att.n_head).transpose(1, 2) for t in (q, k, v))
+        if mask is None:
+            keys = torch.arange(T, device=x.device)
+            m = ((keys <= row) if self.config.causal else torch.ones(T, dtype=torch.bool, device=x.device))[None, None, None]
+        else:
+            m = mask[:, :, row:row + 1]
+        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
+        p = scores.masked_fill(~m, float("-inf")).softmax(dim=-1, dtype=torch.float32)
+        y = (p.to(v.dtype) @ v).transpose(1, 2).reshape(B, C)
+        xr = x[:, row] + att.c_proj(y)
+        return xr + block.mlp(block.ln_2(xr))
 
     def _knock_out(self, keys: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The attention mask with ``keys`` ([B, T] bool) seen by no position but itself."""

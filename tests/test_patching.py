@@ -120,8 +120,13 @@ def test_patch_json_contract_one_graph_and_averaged():
     assert list(r)[:9] == ["model", "pair", "step", "tokens", "layers", "clean", "corrupt", "grid", "normalized"]
     assert r["step"] == 2 and r["layers"] == ["embed", "block 1", "block 2"] and r["tokens"][-2:] == ["=", "32"]
     assert len(r["grid"]) == 3 and all(len(row) == len(r["tokens"]) for row in r["grid"] + r["normalized"])
-    assert r["tokens"][-3] == "12" and r["normalized"][0][-3] == pytest.approx(1.0)  # the goal token carries it all in
-    assert r["normalized"][-1][-1] == pytest.approx(1.0)  # the last layer at the row read out is the clean run
+    # normalized by this model's 0.003-logit clean − corrupt gap: the kernels' 1e-6 rounding shows at 1e-3
+    assert r["tokens"][-3] == "12" and r["normalized"][0][-3] == pytest.approx(1.0, abs=1e-2)  # the goal token carries it in
+    assert r["normalized"][-1][-1] == pytest.approx(1.0, abs=1e-2)  # the last layer at the row read out is the clean run
+    assert abs(r["clean"] - r["corrupt"]) < 0.01  # the teacher-forced model barely reads the goal at the decision
+    rev = patch(load("g2-5-reverse"), [g])
+    assert rev["clean"] > 5 > -5 > rev["corrupt"]
+    assert rev["normalized"][0][-1] == pytest.approx(1.0, abs=1e-4)  # its last input token: the arm's node it looks up
     assert [e["edge"] for e in r["edges"]] == [f"{u}→{v}" for u, v in g.edges]
     assert {e["role"] for e in r["edges"]} == {"goal arm", "other arm"}
     a = r["attribution"]

@@ -27,7 +27,7 @@ Mamba mixer) — read through the final layer norm with its scale frozen at the 
 bias: the terms sum to the logit difference.
 
 Many graphs are batched: a whole layer × position grid of many graphs is one forward pass per layer, each from
-the layer it patches (``model.resume``). ``patch_many`` averages over graphs of one shape.
+the layer it patches (``model.resume``). ``patch`` averages over graphs of one shape.
 """
 
 from __future__ import annotations
@@ -194,7 +194,11 @@ def prepare(lm: LoadedModel, cleans: Sequence[Graph], corrupts: Sequence[Graph],
             bs.append(_best_wrong(cl[k], c.answer[step], lm.objective.legal_moves(cleans[k], step, c.answer)))
     dev = cx.device
     a, b = torch.tensor(a, device=dev), torch.tensor(bs, device=dev)
-    return Prepared(cx, xx, row, a, b, co.hidden, xo.hidden, _ld(cl, a, b), _ld(xo.logits[:, row], a, b), cl)
+    # the two ends of the scale by the patched runs' own arithmetic (``resume`` from the embeddings), so that a
+    # cell that changes nothing gives the corrupt value to the last bit, not to the kernels' 1e-6
+    clean_ld = _ld(model.resume(cx, co.hidden[0], 0, row), a, b)
+    corrupt_ld = _ld(model.resume(xx, xo.hidden[0], 0, row), a, b)
+    return Prepared(cx, xx, row, a, b, co.hidden, xo.hidden, clean_ld, corrupt_ld, cl)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,7 +212,7 @@ def patched_ld(lm: LoadedModel, prep: Prepared, layer: int, positions: Sequence[
     x = prep.corrupt_hidden[layer].clone()
     pos = list(positions)
     x[:, pos] = prep.clean_hidden[layer][:, pos]
-    logits = lm.model.resume(prep.corrupt_x, x, layer)[:, prep.row]
+    logits = lm.model.resume(prep.corrupt_x, x, layer, prep.row)
     return _ld(logits, prep.a, prep.b)
 
 
@@ -237,7 +241,7 @@ def patch_grid(lm: LoadedModel, prep: Prepared, skip: bool = True) -> torch.Tens
             x = hx[ks].clone()
             j = torch.arange(len(ks), device=hc.device)
             x[j, ps] = hc[ks, ps]
-            logits = lm.model.resume(prep.corrupt_x[ks], x, layer)[:, prep.row]
+            logits = lm.model.resume(prep.corrupt_x[ks], x, layer, prep.row)
             grid[ks, layer, ps] = _ld(logits, prep.a[ks], prep.b[ks])
     return grid
 
