@@ -56,7 +56,7 @@ def goal_pair(g: Graph) -> Graph:
     """The same edges, the goal moved to the leaf of the next arm."""
     arms = [a for a in g.arms() if a]
     if len(arms) < 2:
-        raise GraphError(f"--pair goal needs a graph with two arms or more; this one has {len(arms)}")
+        raise GraphError(f"the goal pair needs a graph with two arms or more; this one has {len(arms)}")
     here = next((i for i, a in enumerate(arms) if g.goal in a), 0)
     return Graph(g.edges, g.start, arms[(here + 1) % len(arms)][-1])
 

@@ -38,6 +38,10 @@ def heatmap(res: dict) -> Text:
             t.append(" " * w, style=effect_style(v))
     if not defined:
         t.append("\nthe goal's move does not change this step's logit difference: nothing to normalize by", style=DIM)
+        return t
+    cells = sorted(((v, name, p) for name, row in zip(res["layers"], rows) for p, v in enumerate(row) if v is not None),
+                   key=lambda c: -abs(c[0]))[:4]
+    t.append("\nstrongest: " + ", ".join(f"{name} @ {res['tokens'][p]} (#{p + 1}) {v:+.2f}" for v, name, p in cells))
     return t
 
 
