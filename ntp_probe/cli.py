@@ -556,7 +556,8 @@ def patch_cmd(
         graphs = [parse_for_model(graph, lm)]
     else:
         check_count(count, lm.task.nodes)
-        graphs = load_graphs_arg(lm, data, count, seed)[:count]
+        got = load_graphs_arg(lm, data, count, seed)  # a file's graphs, or a batch of fresh ones
+        graphs = (list(got.graphs()) if hasattr(got, "graphs") else got)[:count]
     second = None
     if corrupt is not None:
         try:

@@ -165,6 +165,9 @@ def test_cli_patch_json_png_and_table(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = _cli("g2-5-reverse", "--data", FIXTURES / "deg_2_path_5_nodes_50_test_head200.txt", "--count", 5, "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["count"] == 5
+    r = _cli("g2-3-next-token", "--count", 4, "--seed", 2, "--json")  # fresh graphs of the model's shape
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["count"] == 4 and len(json.loads(r.stdout)["tokens"]) == 16
     r = runner.invoke(app, ["patch", "g2-5-next-token", "--graph", G25, "--attribution"], env={"COLUMNS": "120"})
     assert r.exit_code == 0 and "embed" in r.stdout and "direct logit attribution" in r.stdout
 
