@@ -262,7 +262,10 @@ def patch_view(res: dict):
               title="normalized effect of patching each (layer, token) with the clean run" if defined
               else "patched − corrupt logit difference (clean = corrupt here: nothing to normalize by)")
     t.add_column("layer", no_wrap=True, style="bold", min_width=max(len(x) for x in res["layers"]) + 1)
-    for tok in res["tokens"]:
+    from .probing.patching import position_labels, top_cells
+
+    labels = position_labels(res["tokens"]) if "count" in res else res["tokens"]
+    for tok in labels:
         t.add_column(escape(tok), justify="center", no_wrap=True, min_width=2)
     for name, row, grow in zip(res["layers"], norm, res["grid"]):
         vals = row if defined else [g - res["corrupt"] for g in grow]
@@ -270,12 +273,10 @@ def patch_view(res: dict):
                                style=_heat_style(v)) for v in vals])
     parts = [head, t, Text("digits: |effect| in tenths (9 = 0.9 or more); red raises, blue lowers the clean answer's "
                            "lead", style="dim")]
-    from .probing.patching import top_cells
-
     if defined:
         cells = top_cells(res)
-        parts.append(Text("strongest: " + ", ".join(f"{layer} @ {escape(tok)} (#{p + 1}) {v:+.2f}"
-                                                   for layer, p, tok, v in cells)))
+        parts.append(Text("strongest: " + ", ".join(f"{layer} @ {escape(labels[p])} (#{p + 1}) {v:+.2f}"
+                                                   for layer, p, _, v in cells)))
     if "edges" in res:
         e = _compact("edge knock-out: each edge's tokens hidden from every attention")
         one = "edge" in (res["edges"][0] if res["edges"] else {})

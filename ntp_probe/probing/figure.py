@@ -26,7 +26,11 @@ def heatmap_png(res: dict, path: str | Path) -> Path:
         data = [[v - res["corrupt"] for v in row] for row in res["grid"]]
         label = "patched − corrupt (logits)"
         lim = max(1e-6, max(abs(v) for row in data for v in row))
+    from .patching import position_labels
+
     tokens, layers = res["tokens"], res["layers"]
+    if "count" in res:  # each graph has its own node ids: name the positions instead
+        tokens = position_labels(tokens)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(tokens) + 1.8), 0.42 * len(layers) + 1.6), dpi=120)
     im = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(len(tokens)), tokens, fontsize=7, rotation=90)

@@ -404,6 +404,28 @@ def patch(lm: LoadedModel, graphs: Sequence[Graph], pair: str = "goal", corrupt:
     return res
 
 
+def position_labels(tokens: list[str]) -> list[str]:
+    """Generic names of the input positions for an averaged map (each graph has its own node ids): ``u1 v1 | u2 …``
+    for the edges, ``s`` ``g`` for the query, ``a1 …`` for answer tokens given; the separators and ``$`` as they are."""
+    if "/" not in tokens or "=" not in tokens:
+        return list(tokens)
+    slash, eq = tokens.index("/"), tokens.index("=")
+    query_first = slash < eq and slash == 2 and eq > 3 and tokens[eq - 1] != "/"
+    out = []
+    edge0 = 3 if query_first else 0
+    for p, t in enumerate(tokens):
+        if t in ("|", "/", "=", "$"):
+            out.append(t)
+        elif p > eq:
+            out.append(f"a{p - eq}")
+        elif (query_first and p < 2) or (not query_first and p > slash):
+            out.append("s" if p in (0, slash + 1) else "g")
+        else:
+            q = p - edge0
+            out.append(f"{'uv'[q % 3]}{q // 3 + 1}")
+    return out
+
+
 def top_cells(res: dict, k: int = 5) -> list[tuple[str, int, str, float]]:
     """The ``k`` cells of largest normalized effect: (layer, position, token, value)."""
     cells = [(res["layers"][i], p, res["tokens"][p], v) for i, row in enumerate(res["normalized"])
