@@ -239,19 +239,10 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one line per evaluation.")] = False,
 ) -> None:
     """Train a model on G(d, l). Ctrl-C saves a checkpoint and exits 0; [bold]--resume[/] continues exactly."""
-    from .task import Topologies
-    from .train import TrainConfig, run_command_line, train as run_train
+    from .train import run_command_line, train as run_train
 
     set_threads(threads)
-    degree, path_len = Topologies.parse(one_or_set(degree), one_or_set(path_len), nodes).to_option()
-    cfg = TrainConfig(
-        degree=degree, path_len=path_len, nodes=nodes, objective=objective, future=future, mix=mix, arch=arch, d_state=d_state, expand=expand,
-        layers=layers, d_model=d_model, heads=heads, dropout=dropout, steps=steps, batch_size=batch_size,
-        lr=lr, min_lr=min_lr, warmup=warmup, weight_decay=weight_decay, seed=seed, device=device, amp=amp,
-        eval_every=eval_every, eval_count=eval_count, target_accuracy=target_accuracy,
-        train_file=str(train_file) if train_file else None, init_from=init_from, mask_question=mask_question,
-        drop_masked=drop_masked,
-    )
+    cfg = train_config(locals())
     from .progress import TrainProgress
 
     with TrainProgress(err, quiet=quiet or not err.is_terminal) as progress:
@@ -264,6 +255,20 @@ def train(
     state = "interrupted, saved" if summary["interrupted"] else ("target reached" if summary["stopped_early"] else "done")
     acc = f" greedy accuracy {m['accuracy']:.3f}, decision {m['decision_accuracy']:.3f}" if m else ""
     err.print(f"{state}: step {summary['step']}/{summary['steps']} in {summary['wall_time_s']:.1f}s;{acc} → {out_dir}")
+
+
+def train_config(params: dict):
+    """The TrainConfig of train's parsed options (its parameter names): the one mapping, shared with ``sweep``."""
+    from .task import Topologies
+    from .train import TrainConfig
+
+    p = params
+    degree, path_len = Topologies.parse(one_or_set(p["degree"]), one_or_set(p["path_len"]), p["nodes"]).to_option()
+    names = ("nodes", "objective", "future", "mix", "arch", "d_state", "expand", "layers", "d_model", "heads", "dropout",
+             "steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "seed", "device", "amp", "eval_every",
+             "eval_count", "target_accuracy", "init_from", "mask_question", "drop_masked")
+    return TrainConfig(degree=degree, path_len=path_len, train_file=str(p["train_file"]) if p["train_file"] else None,
+                       **{k: p[k] for k in names})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -713,6 +718,11 @@ def export(
 
     path = do_export(load(model), to, out_file)
     err.print(f"exported {model} → {path} (load it with ntp_probe.export.load_hooked)", highlight=False)
+
+
+from .cli_sweep import sweep_app  # noqa: E402  (it uses the app and its error handling above)
+
+app.add_typer(sweep_app, name="sweep")
 
 
 def main() -> None:
