@@ -220,3 +220,23 @@ def plot_cmd(
 
     path = plot(records(sweep_dir), out_file)
     err.print(f"wrote {path}", highlight=False)
+
+
+@sweep_app.command("archive")
+@handle_errors
+def archive_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories to archive.")],
+    into: Annotated[Path, typer.Option("--into", help="The sweep directory to keep them in (e.g. docs/teacherless/map).")],
+) -> None:
+    """Keep runs' records (config, command, curve; no weights) in a sweep directory, so its table and plot are
+    rebuilt from it alone (the records a repository can carry)."""
+    from .atomic import atomic_write_text
+    from .sweep import RECORD_FILE, record
+
+    for run in runs:
+        rec = record(run)
+        if rec is None:
+            raise UsageError(f"{run}: not a run directory with a model")
+        (into / run.name).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(into / run.name / RECORD_FILE, json.dumps(rec) + "\n")
+        err.print(f"archived {run} → {into / run.name / RECORD_FILE}", highlight=False)
