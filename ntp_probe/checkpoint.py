@@ -233,6 +233,10 @@ def check_meta(path: Path, meta: dict) -> None:
         raise bad("objective", "drop_masked", "not true or false")
     if "mix" in obj and (not is_real(obj["mix"]) or not 0.0 <= obj["mix"] <= 1.0):  # hybrid: NaN fails too
         raise bad("objective", "mix", "not a number in [0, 1]")
+    if "drop_rate" in obj and (not is_real(obj["drop_rate"]) or not 0.0 <= obj["drop_rate"] <= 1.0):  # answer-dropout
+        raise bad("objective", "drop_rate", "not a number in [0, 1]")
+    if "drop_mode" in obj and obj["drop_mode"] not in ("token", "span", "replace"):
+        raise bad("objective", "drop_mode", "not token, span or replace")
     for key in CONFIG_REQUIRED:
         if key not in cfg:
             raise ModelFileError(f"{path}: the metadata's config has no '{key}'")

@@ -210,6 +210,9 @@ def train(
     objective: Annotated[str, typer.Option("--objective", help=f"{objectives.choices()}.", rich_help_panel="Task")] = "next-token",
     future: Annotated[int, typer.Option("--future", help="Heads of the multi-token objective (k).", rich_help_panel="Task")] = 4,
     mix: Annotated[float, typer.Option("--mix", help="hybrid: weight of the teacherless loss (the next-token loss gets 1 − mix).", rich_help_panel="Task")] = 0.5,
+    drop_rate: Annotated[float, typer.Option("--drop-rate", help="answer-dropout: probability that an answer input is dropped (span mode: that a row loses a span).", rich_help_panel="Task")] = 0.5,
+    drop_mode: Annotated[str, typer.Option("--drop-mode", help="answer-dropout: token ($ per input), span (one span of $) or replace (a random node id per input).", rich_help_panel="Task")] = "token",
+    targets_per_graph: Annotated[int, typer.Option("--targets-per-graph", help="Structured samples: each graph of a batch K times with K different goals (K ≤ degree; the batch holds batch-size ÷ K graphs).", rich_help_panel="Task")] = 1,
     arch: ArchOpt = "gpt",
     d_state: DStateOpt = 16,
     expand: ExpandOpt = 2,
@@ -264,7 +267,7 @@ def train_config(params: dict):
 
     p = params
     degree, path_len = Topologies.parse(one_or_set(p["degree"]), one_or_set(p["path_len"]), p["nodes"]).to_option()
-    names = ("nodes", "objective", "future", "mix", "arch", "d_state", "expand", "layers", "d_model", "heads", "dropout",
+    names = ("nodes", "objective", "future", "mix", "drop_rate", "drop_mode", "targets_per_graph", "arch", "d_state", "expand", "layers", "d_model", "heads", "dropout",
              "steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "seed", "device", "amp", "eval_every",
              "eval_count", "target_accuracy", "init_from", "mask_question", "drop_masked")
     return TrainConfig(degree=degree, path_len=path_len, train_file=str(p["train_file"]) if p["train_file"] else None,
