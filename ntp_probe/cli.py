@@ -213,6 +213,7 @@ def train(
     drop_rate: Annotated[float, typer.Option("--drop-rate", help="answer-dropout: probability that an answer input is dropped (span mode: that a row loses a span).", rich_help_panel="Task")] = 0.5,
     drop_mode: Annotated[str, typer.Option("--drop-mode", help="answer-dropout: token ($ per input), span (one span of $) or replace (a random node id per input).", rich_help_panel="Task")] = "token",
     targets_per_graph: Annotated[int, typer.Option("--targets-per-graph", help="Structured samples: each graph of a batch K times with K different goals (K ≤ degree; the batch holds batch-size ÷ K graphs).", rich_help_panel="Task")] = 1,
+    query_first: Annotated[bool, typer.Option("--query-first", help="Layout: the query 's g /' before the edge list (Frydenlund 2025); the model's header keeps it, every command honours it.", rich_help_panel="Task")] = False,
     arch: ArchOpt = "gpt",
     d_state: DStateOpt = 16,
     expand: ExpandOpt = 2,
@@ -267,7 +268,7 @@ def train_config(params: dict):
 
     p = params
     degree, path_len = Topologies.parse(one_or_set(p["degree"]), one_or_set(p["path_len"]), p["nodes"]).to_option()
-    names = ("nodes", "objective", "future", "mix", "drop_rate", "drop_mode", "targets_per_graph", "arch", "d_state", "expand", "layers", "d_model", "heads", "dropout",
+    names = ("nodes", "objective", "future", "mix", "drop_rate", "drop_mode", "targets_per_graph", "query_first", "arch", "d_state", "expand", "layers", "d_model", "heads", "dropout",
              "steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "seed", "device", "amp", "eval_every",
              "eval_count", "target_accuracy", "init_from", "mask_question", "drop_masked")
     return TrainConfig(degree=degree, path_len=path_len, train_file=str(p["train_file"]) if p["train_file"] else None,

@@ -55,6 +55,7 @@ class TrainConfig:
     drop_rate: float = 0.5  # answer-dropout: probability of dropping an answer input (a row's span, in span mode)
     drop_mode: str = "token"  # answer-dropout: token, span or replace
     targets_per_graph: int = 1  # structured samples: each graph of a batch K times, with K different goals
+    query_first: bool = False  # the question's layout: the query 's g /' before the edge list
     arch: str = "gpt"
     d_state: int = 16  # mamba: SSM state per channel
     expand: int = 2  # mamba: inner width = expand * d_model
@@ -196,7 +197,7 @@ class DataStream:
 
     def __init__(self, cfg: TrainConfig, device: torch.device, rank: int = 0, graphs: list | None = None):
         self.cfg, self.device, self.rank = cfg, device, rank
-        self.tok = Tokenizer(cfg.nodes)
+        self.tok = Tokenizer(cfg.nodes, cfg.query_first)
         self.topologies = Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes)
         self.objective = make_objective(cfg)
         self.pool: GraphBatch | None = None
@@ -286,7 +287,7 @@ def validate(cfg: TrainConfig) -> Objective:
 
 def task_spec(cfg: TrainConfig) -> TaskSpec:
     """The run's task: one shape, or a topology set (sized by its largest shape)."""
-    return TaskSpec.of(Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes), cfg.nodes)
+    return TaskSpec.of(Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes), cfg.nodes, cfg.query_first)
 
 
 def model_config(cfg: TrainConfig, objective: Objective) -> GPTConfig:
@@ -393,7 +394,7 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
 def _check_resumable(out: Path, cfg: TrainConfig) -> None:
     saved = ckpt.read_state_meta(out / ckpt.STATE_FILE).get("train", {})
     for key in ("degree", "path_len", "nodes", "objective", "future", "mix", "drop_rate", "drop_mode", "targets_per_graph",
-                "layers", "d_model", "heads", "arch", "seed", "batch_size"):
+                "query_first", "layers", "d_model", "heads", "arch", "seed", "batch_size"):
         if key in saved and saved[key] != getattr(cfg, key):
             raise UsageError(f"--resume: {key}={getattr(cfg, key)!r} differs from the run's {saved[key]!r}")
 

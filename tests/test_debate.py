@@ -134,3 +134,51 @@ def test_bad_structured_or_dropout_options_are_one_line(tmp_path, extra, says):
     res = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "r"), "-l", "3", "-n", "20", *extra])
     assert res.exit_code == 2 and says in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.output
     assert not (tmp_path / "r").exists()
+
+
+def test_query_first_layout_puts_the_query_before_the_edge_list():
+    g = parse_line("1,2|0,1|0,3|3,4/0,2=0,1,2")
+    tok = Tokenizer(10, query_first=True)
+    P, EQ, S = 10, 11, 12
+    assert tok.question(g) == [0, 2, S, 1, 2, P, 0, 1, P, 0, 3, P, 3, 4, EQ]
+    assert len(tok.question(g)) == Tokenizer(10).question_len(4)
+    mask = Tokenizer.edge_node_mask(4, query_first=True)
+    assert [t for t, m in zip(tok.question(g), mask.tolist()) if m] == [1, 2, 0, 1, 0, 3, 3, 4]
+    assert tok.edge_of_position(g, 0) is None and tok.edge_of_position(g, 3) == (1, 2) and tok.edge_of_position(g, 14) is None
+
+
+def test_query_first_padded_batch_is_left_padded_like_the_default():
+    from ntp_probe.task import Topologies, generate_set
+    from ntp_probe.tokenizer import PAD
+
+    b = generate_set(Topologies.parse("2-3", "3-4", 20), 20, 40, seed=5)
+    tok = Tokenizer(20, query_first=True)
+    q = tok.questions(b)
+    for row, g in zip(q.tolist(), b.graphs()):
+        want = tok.question(g)
+        assert row[len(row) - len(want):] == want and set(row[:len(row) - len(want)]) <= {PAD}
+
+
+def test_a_query_first_model_keeps_its_layout_and_is_scored_in_it(tmp_path):
+    out = tmp_path / "qf"
+    args = ["train", "--out", str(out), "-d", "2", "-l", "3", "-n", "10", "--layers", "1", "--d-model", "32", "--heads", "2",
+            "--steps", "20", "--eval-every", "10", "--eval-count", "32", "--batch-size", "32", "--amp", "fp32",
+            "--device", "cpu", "--query-first", "-q"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    from ntp_probe.checkpoint import load
+
+    lm = load(out)
+    assert lm.meta["task"]["layout"] == "query-first" and lm.tokenizer.query_first
+    g = parse_line("1,2|0,1|0,3|3,4/0,2=0,1,2")
+    from ntp_probe.probing import ProbeSession
+
+    s = ProbeSession(lm, g)
+    assert s.token_str(lm.tokenizer.question(g)[2]) == "/"
+    ev = CliRunner().invoke(app, ["eval", str(out), "--count", "40", "--json"])
+    assert ev.exit_code == 0, ev.output
+    # eval scores in the header's layout: the held-out figure training logged is what eval measures
+    from ntp_probe.evaluate import evaluate
+
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    held_out = generate(2, 3, 10, 32, seed=0 + 999_983)
+    assert evaluate(lm, held_out)["accuracy"] == pytest.approx(last["accuracy"])
