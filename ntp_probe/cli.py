@@ -601,14 +601,19 @@ def reproduce(
     threads: ThreadsOpt = None,
     report: Annotated[str, typer.Option("--report", help="File name of the report inside --out.")] = "report.md",
     fixes: Annotated[bool, typer.Option("--inference-fixes", help="Add the inference-fixes table (greedy, sampling, beam, verifier) for every model.")] = False,
+    leaderboard: Annotated[bool, typer.Option("--leaderboard", help="Score every shipped model (or --models) on G(2,3), G(2,4), G(2,5), G(5,5) and its star set: one row per fix and shape, into leaderboard.md/.json.", rich_help_panel="Task")] = False,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="--leaderboard: score each shape on its original test file found here (deg_D_path_L_nodes_N_test_*.txt); else --count fresh graphs.", rich_help_panel="Task")] = None,
 ) -> None:
-    """Train the objectives side by side with one recipe (or score --models) and write a report with plots."""
+    """Train the objectives side by side with one recipe (or score --models) and write a report with plots;
+    [bold]--leaderboard[/] scores the shipped models on the debate's shapes instead."""
     from .checkpoint import load
     from .report import metrics_for, score, sparkline, train_all, write_report
     from .train import TrainConfig, run_command_line
 
     set_threads(threads)
     check_seed(seed)
+    if leaderboard:
+        return reproduce_leaderboard(out_dir, models, data_dir, count, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     if models:
         lms = [load(m.strip()) for m in models.split(",") if m.strip()]
@@ -665,6 +670,28 @@ def reproduce(
             for p in range(len(recs[0]["per_position"])):
                 out.print(f"  pos {p} {sparkline([r['per_position'][p] for r in recs])}", highlight=False)
     err.print(f"report: {path}")
+
+
+def reproduce_leaderboard(out_dir: Path, models: str | None, data_dir: Path | None, count: int, seed: int) -> None:
+    from .atomic import atomic_write_text
+    from .checkpoint import list_models, load
+    from .leaderboard import markdown, rows_for
+
+    if data_dir is not None and not data_dir.is_dir():
+        raise UsageError(f"--data-dir {data_dir}: no such directory")
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else [str(path) for _, path in list_models()]
+    if not names:
+        raise UsageError("no models to score (none shipped, and no --models)")
+    lms = [load(n) for n in names]  # every model loads before any scoring
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for lm in lms:
+        rows += rows_for(lm, data_dir, count, seed + 12345, note=lambda s: err.print(s, highlight=False))
+    md = markdown(rows)
+    atomic_write_text(out_dir / "leaderboard.md", md + "\n")
+    atomic_write_text(out_dir / "leaderboard.json", json.dumps(rows, indent=1) + "\n")
+    out.print(md, markup=False, highlight=False)
+    err.print(f"wrote {out_dir / 'leaderboard.md'} and leaderboard.json", highlight=False)
 
 
 @app.command(hidden=True)

@@ -182,3 +182,25 @@ def test_a_query_first_model_keeps_its_layout_and_is_scored_in_it(tmp_path):
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     held_out = generate(2, 3, 10, 32, seed=0 + 999_983)
     assert evaluate(lm, held_out)["accuracy"] == pytest.approx(last["accuracy"])
+
+
+def test_the_leaderboard_has_one_row_per_fix_and_shape(tmp_path, trained):
+    from ntp_probe.leaderboard import fix_label
+
+    lm = trained("next-token")
+    assert fix_label(lm) == "next-token"
+    data = tmp_path / "data"
+    data.mkdir()
+    from ntp_probe.task import format_lines
+
+    (data / "deg_2_path_3_nodes_10_test_30.txt").write_text("\n".join(format_lines(generate(2, 3, 10, 30, seed=9))) + "\n")
+    res = CliRunner().invoke(app, ["reproduce", "--leaderboard", "--out", str(tmp_path / "lb"), "--models", str(lm.path),
+                                   "--data-dir", str(data), "--count", "50"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    assert [(r["shape"], r["side"], r["fix"], r["count"]) for r in rows] == [("G(2,3)", "pitfall", "next-token", 30)]
+    assert rows[0]["scored_on"] == "deg_2_path_3_nodes_10_test_30.txt" and rows[0]["chance"] == 0.5
+    md = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert md.count("\n| G(2,3) |") == 1
+    bad = CliRunner().invoke(app, ["reproduce", "--leaderboard", "--out", str(tmp_path / "lb2"), "--models", "nope-model"])
+    assert bad.exit_code == 2 and not (tmp_path / "lb2").exists()
