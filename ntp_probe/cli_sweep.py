@@ -153,14 +153,14 @@ def run_cmd(
         for s, h in old.items():
             signal.signal(s, h)
         lock.close()
-    failed = [j for j in table if j.state == "failed"]
+    failed = [j for j in table if j.state in ("failed", "skipped")]
     done = sum(j.state == "finished" for j in table)
     if sweep.stopping:
         err.print(f"stopped: {done}/{len(table)} runs finished, the others checkpointed; run the same command to resume",
                   highlight=False)
         return
     for j in failed:
-        err.print(f"[bold red]failed:[/] {j.run.name}: {j.note} (log: {j.log})", highlight=False)
+        err.print(f"[bold red]{j.state}:[/] {j.run.name}: {j.note}" + (f" (log: {j.log})" if j.log else ""), highlight=False)
     err.print(f"{done}/{len(table)} runs finished → {out_dir}", highlight=False)
     if failed:
         raise typer.Exit(1)

@@ -347,8 +347,8 @@ class Sweep:
         if state == "finished":
             job.state, job.note = "finished", "already finished"
             return
-        if state == "running":
-            job.state, job.note = "failed", "another process is training it"
+        if state == "running":  # started by hand or by another machine: wait for it, as for a warm start
+            job.state, job.note = "waiting", "another process trains it"
             return
         extra = ["--resume"] if state == "stopped" else (["--force"] if state == "empty" else [])
         job.run.out.mkdir(parents=True, exist_ok=True)
@@ -392,6 +392,8 @@ class Sweep:
                     break
                 if j.state not in ("pending", "waiting"):
                     continue
+                if j.note == "another process trains it" and j.run.state() == "running":
+                    continue
                 if j.run.after is not None:
                     dep = self.job(j.run.after)
                     if dep.state in ("failed", "skipped", "stopped") or (dep.state == "finished" and dep.run.state() != "finished"):
@@ -400,6 +402,7 @@ class Sweep:
                     if dep.state != "finished":
                         j.state = "waiting"
                         continue
+                j.note = ""
                 self._start(j)
         return any(j.proc is not None for j in self.table) or (
             not self.stopping and any(j.state in ("pending", "waiting") for j in self.table))
