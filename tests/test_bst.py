@@ -128,6 +128,9 @@ def test_save_load_round_trip_gives_identical_logits(tmp_path):
         assert torch.equal(lm.model(seq, pairs_from=15).logits, model(seq, pairs_from=15).logits)
     meta = ckpt.read_meta(path)
     assert meta["config"]["bst"] is True and meta["objective"] == {"name": "bst", "n_future": 1}
+    from ntp_probe.cards import architecture
+
+    assert architecture(meta["config"]).startswith("belief state transformer: two 2-layer, 32-wide, 2-head GPTs")
     # a header that contradicts the tensors or the objective is one clear error
     from safetensors.torch import load_file, save_file
 
