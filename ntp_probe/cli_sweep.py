@@ -173,7 +173,10 @@ def list_cmd(recipes: RecipeArg, out_dir: OutOpt) -> None:
     any job queue); a run that warm-starts from another comes after it."""
     runs, schema = load_runs(recipes, out_dir)
     for r in runs:
-        if r.state() != "finished":
+        state = r.state()
+        if state == "running":  # another process trains it now: a scheduler must not start it twice
+            err.print(f"# {r.name}: running now, not listed", highlight=False)
+        elif state != "finished":
             print(r.command(schema))
 
 
