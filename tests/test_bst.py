@@ -46,6 +46,14 @@ def test_pairs_and_their_targets_by_hand():
                              [3, 4],  # ('…= 0', ∅)
                              [4, 4]]  # ('…= 0 3', ∅)
     assert len(pairs(5)[0]) == 15
+    # the answer starts after the question's one '=', in either question layout
+    from ntp_probe.objectives.bst import answer_start
+    from ntp_probe.task import parse
+    from ntp_probe.tokenizer import Tokenizer
+
+    g = parse("0,1|1,2|0,3|3,4/0,4", nodes=10)
+    for tok in (Tokenizer(10), Tokenizer(10, query_first=True)):
+        assert answer_start(torch.tensor([tok.question(g) + [0, 3, 4]]), tok.eq) == 15
     # decoding and teacher forcing read the plain next-token input
     assert torch.equal(obj.inputs(QUESTION, ANSWER, 13), torch.cat([QUESTION, ANSWER[:, :-1]], 1))
     assert obj.to_meta() == {"name": "bst", "n_future": 1} and obj.model_fields(13) == {"bst": True}
