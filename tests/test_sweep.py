@@ -161,3 +161,17 @@ def test_a_bad_recipe_file_is_one_line_and_nothing_starts(tmp_path, body, says):
         assert len(res.stderr.strip().splitlines()) == 1 and says in res.stderr, res.stderr
         assert str(r) in res.stderr
     assert not out.exists()
+
+
+def test_the_readme_example_and_the_shipped_recipe_files_parse(tmp_path):
+    from ntp_probe.cli_sweep import load_runs
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text().split("## Sweeps: many runs from one recipe file")[1]
+    example = tmp_path / "readme.toml"
+    example.write_text(readme.split("```toml\n")[1].split("```")[0])
+    runs, _ = load_runs(example, tmp_path / "out")
+    assert [r.name for r in runs] == ["layers-3_seed-1", "layers-3_seed-2", "layers-4_seed-1", "layers-4_seed-2",
+                                      "layers-6", "g2-4"]
+    for recipe_file in sorted((root / "docs").rglob("*.toml")):
+        assert load_runs(recipe_file, tmp_path / recipe_file.stem)[0], recipe_file
