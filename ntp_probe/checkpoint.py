@@ -143,7 +143,13 @@ class LoadedModel:
 
 def build_model(config: GPTConfig) -> torch.nn.Module:
     if config.arch == "gpt":
+        if config.bst:
+            from .bst import BST
+
+            return BST(config)
         return GPT(config)
+    if config.bst:
+        raise ModelFileError(f"a belief state transformer (bst) is built of GPTs, not of the {config.arch!r} architecture")
     if config.arch == "mamba":
         from .mamba import Mamba
 
@@ -257,7 +263,7 @@ def check_meta(path: Path, meta: dict) -> None:
         raise bad("config", "hidden_token", "not -1 or a token id")
     if "dropout" in cfg and (not is_real(cfg["dropout"]) or not 0.0 <= cfg["dropout"] < 1.0):
         raise bad("config", "dropout", "not a number in [0, 1)")
-    for key in ("bias", "causal"):
+    for key in ("bias", "causal", "bst"):
         if key in cfg and not isinstance(cfg[key], bool):
             raise bad("config", key, "not true or false")
     if "arch" in cfg and (not isinstance(cfg["arch"], str) or cfg["arch"] not in ARCHS):

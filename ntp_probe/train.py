@@ -271,6 +271,8 @@ def validate(cfg: TrainConfig) -> Objective:
             raise UsageError(f"--batch-size {cfg.batch_size} is not a multiple of --targets-per-graph {cfg.targets_per_graph}")
     if not objective.causal and cfg.arch != "gpt":
         raise UsageError(f"--objective {cfg.objective} needs bidirectional attention: use --arch gpt")
+    if objective.gpt_only and cfg.arch != "gpt":
+        raise UsageError(f"--objective {cfg.objective} {objective.gpt_only}: use --arch gpt")
     if topologies.mixed and not objective.mixed_shapes:
         raise UsageError(f"--objective {cfg.objective} trains on one shape only; a topology set "
                          f"({topologies.label()}) needs next-token, reverse or multi-token")
