@@ -31,6 +31,8 @@ class GPTConfig:
     causal: bool = True  # False: bidirectional attention (the mlm-u objective); no KV cache then
     hidden_token: int = -1  # mlm-u --drop-masked: this token id (the mask) is a query only, embedded as its
     # position alone and attended to by no other position, as if dropped from the encoder (-1: none)
+    bst: bool = False  # the Belief State Transformer (bst.py): this GPT is its forward encoder, beside a backward
+    # encoder and a next/previous-token head
     d_state: int = 16  # Mamba only: SSM state size per channel
     d_conv: int = 4  # Mamba only: causal depthwise conv width
     expand: int = 2  # Mamba only: inner width = expand * n_embd
@@ -226,17 +228,30 @@ class GPT(nn.Module):
         (layer 0) and after each block (layer i + 1) and returns it, changed or not (activation patching);
         ``knockout`` ([B, T] bool) hides those positions as keys from every other position (each still sees
         itself); ``want_parts`` records each head's, attention bias's and MLP's output (``Output.parts``)."""
+        parts = [] if want_parts else None
+        x, mask, attns, hidden = self.trunk(idx, cache, want_attn, want_hidden, edit, knockout, parts)
+        logits = self.readout(x)
+        if all_heads:
+            extra = [self.lm_head(self.ln_f(head(x, mask=mask)[0])) for head in self.future]
+            logits = torch.stack([logits, *extra], dim=2)
+        return Output(logits, attns, hidden, parts)
+
+    def trunk(self, idx: torch.Tensor, cache: KVCache | None = None, want_attn: bool = False, want_hidden: bool = False,
+              edit: Callable[[int, torch.Tensor], torch.Tensor] | None = None, knockout: torch.Tensor | None = None,
+              parts: list | None = None):
+        """The residual stream after the last block [B, T, C], the attention mask used (None: the plain causal
+        one), and the attentions and residual streams asked for; ``edit``, ``knockout`` and ``parts`` as ``forward``'s
+        hooks (``parts``: a list the parts are appended to)."""
         x, mask = self._embed(idx, cache)
         if knockout is not None:
             mask = self._knock_out(knockout, mask)
         if edit is not None:
             x = edit(0, x)
         attns, hidden = ([] if want_attn else None), ([x] if want_hidden else None)
-        parts = [] if want_parts else None
         for i, block in enumerate(self.blocks):
-            layer_parts = [] if want_parts else None
+            layer_parts = [] if parts is not None else None
             x, a = block(x, cache, i, want_attn, mask, layer_parts)
-            if want_parts:
+            if parts is not None:
                 parts += [(f"block {i + 1} {name}", t) for name, t in layer_parts]
             if edit is not None:
                 x = edit(i + 1, x)
@@ -244,11 +259,7 @@ class GPT(nn.Module):
                 attns.append(a)
             if want_hidden:
                 hidden.append(x)
-        logits = self.lm_head(self.ln_f(x))
-        if all_heads:
-            extra = [self.lm_head(self.ln_f(head(x, mask=mask)[0])) for head in self.future]
-            logits = torch.stack([logits, *extra], dim=2)
-        return Output(logits, attns, hidden, parts)
+        return x, mask, attns, hidden
 
     def resume(self, idx: torch.Tensor, x: torch.Tensor, layer: int, row: int) -> torch.Tensor:
         """Head-0 logits [B, V] at position ``row`` from a residual stream ``x`` taken after ``layer`` (0: the
@@ -262,7 +273,7 @@ class GPT(nn.Module):
             x = self._block_at(self.blocks[n - 1], x, mask, row)
         else:
             x = x[:, row]
-        return self.lm_head(self.ln_f(x))
+        return self.readout(x)
 
     def _block_at(self, block: Block, x: torch.Tensor, mask: torch.Tensor | None, row: int) -> torch.Tensor:
         """A block's output [B, C] at one position: every key and value, one query (what the readout needs)."""

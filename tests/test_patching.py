@@ -189,3 +189,54 @@ def test_cli_patch_refuses_one_arm_and_mamba_knockout():
     assert r.exit_code == 2 and "two arms" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = _cli("g2-5-mamba-next-token", "--graph", G25, "--knockout")
     assert r.exit_code == 2 and "Mamba" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Tiny 2-layer models of main's newer kinds: the belief state transformer and the query-first layout."""
+    from ntp_probe.train import train
+
+    out = {}
+    for name, kw in (("bst", dict(objective="bst")), ("query-first", dict(query_first=True))):
+        d = tmp_path_factory.mktemp(name)
+        train(tiny_config(d, layers=2, steps=20, **kw), d)
+        out[name] = load(d)
+    return out
+
+
+def test_bst_patches_and_knocks_out_but_refuses_attribution(tiny):
+    lm = tiny["bst"]
+    gs = _graphs(lm, 3)
+    prep = prepare(lm, gs, [goal_pair(g) for g in gs], 1)
+    assert torch.allclose(patched_ld(lm, prep, 0, range(prep.clean_x.shape[1])), prep.clean_ld, atol=1e-5)
+    with torch.no_grad():  # the clean end is the model's own decoding distribution (the next head, empty suffix)
+        s = step_input(lm, gs[0], 1)
+        lg = lm.model(torch.tensor([s.x])).logits[0, s.row]
+    assert float(prep.clean_ld[0]) == pytest.approx(float(lg[prep.a[0]] - lg[prep.b[0]]), abs=1e-5)
+    r = patch(lm, gs, edges=True)
+    assert r["count"] == 3 and len(r["edges"]) == 2
+    with pytest.raises(UsageError, match="bst"):
+        patch(lm, gs, attribute=True)
+
+
+def test_query_first_knocks_out_the_edge_tokens(tiny):
+    lm = tiny["query-first"]
+    g = _graphs(lm, 1)[0]
+    s = step_input(lm, g, 1)
+    tokens = [lm.tokenizer.token_str(t) for t in s.x]
+    assert tokens[2] == "/"  # 's g /' first
+    r = patch(lm, [g], edges=True, attribute=True)
+    assert r["tokens"] == tokens and len(r["edges"]) == len(g.edges)
+    # hiding edge e by hand at its own positions gives the engine's Δ
+    from ntp_probe.probing.patching import knockout
+
+    prep = prepare(lm, [g], [goal_pair(g)], 1)
+    dp, dl = knockout(lm, prep, [g])
+    x = torch.tensor([s.x])
+    for e, (u, v) in enumerate(g.edges):
+        keys = torch.zeros_like(x, dtype=torch.bool)
+        keys[0, [3 + 3 * e, 4 + 3 * e]] = True
+        assert (int(x[0, 3 + 3 * e]), int(x[0, 4 + 3 * e])) == (u, v)
+        with torch.no_grad():
+            p = lm.model(x, knockout=keys).logits[0, s.row].softmax(-1)[prep.a[0]]
+        assert float(p - prep.clean_logits[0].softmax(-1)[prep.a[0]]) == pytest.approx(float(dp[0, e]), abs=1e-5)

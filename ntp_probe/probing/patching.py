@@ -287,8 +287,9 @@ def knockout(lm: LoadedModel, prep: Prepared, cleans: Sequence[Graph]) -> tuple[
     p0 = prep.clean_logits.softmax(-1)[torch.arange(B, device=dev), prep.a]
     dp, dl = torch.zeros(B, E), torch.zeros(B, E)
     keys = torch.zeros(E, T, dtype=torch.bool, device=dev)
+    first = getattr(lm.tokenizer, "edges_offset", 0)  # the query-first layout puts 's g /' before the edges
     for e in range(E):
-        keys[e, [3 * e, 3 * e + 1]] = True
+        keys[e, [first + 3 * e, first + 3 * e + 1]] = True
     per = max(1, CHUNK * 4 // E)
     for i in range(0, B, per):
         ks = torch.arange(i, min(B, i + per), device=dev)
@@ -302,12 +303,19 @@ def knockout(lm: LoadedModel, prep: Prepared, cleans: Sequence[Graph]) -> tuple[
     return dp, dl
 
 
+def check_attribution(lm: LoadedModel) -> None:
+    if getattr(lm.model.config, "bst", False):
+        raise UsageError("--attribution: a bst model's next head is an MLP on the forward and the backward encoders' "
+                         "states, so no head or MLP has a direct path to the logits (patching and --knockout work)")
+
+
 @torch.no_grad()
 def attribution(lm: LoadedModel, prep: Prepared, cleans: Sequence[Graph], step: int) -> tuple[list[str], torch.Tensor,
                                                                                                torch.Tensor, list[int]]:
     """Direct logit attribution of the correct-minus-best-wrong logit at the row: (term names, [B, terms] values,
     [B] the logit difference itself, [B] the best wrong token). The terms: ``embed``, each part the model
     records (``block i head h``, ``block i attn bias``, ``block i mlp``; Mamba: ``block i mixer``), ``ln_f bias``."""
+    check_attribution(lm)
     model = lm.model
     B = prep.clean_x.shape[0]
     dev = prep.clean_x.device
@@ -360,6 +368,8 @@ def patch(lm: LoadedModel, graphs: Sequence[Graph], pair: str = "goal", corrupt:
     corrupts = [make_pair(lm, g, pair, corrupt, seed + k) for k, g in enumerate(graphs)]
     if edges:
         check_knockout(lm)  # before any work
+    if attribute:
+        check_attribution(lm)
     prep = prepare(lm, graphs, corrupts, step)
     grid = patch_grid(lm, prep)
     norm = _normalized(grid, prep.clean_ld, prep.corrupt_ld)
