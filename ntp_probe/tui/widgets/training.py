@@ -53,10 +53,10 @@ def _spark(values: list[float], lo: float, hi: float) -> list[str]:
     return out
 
 
-def _row(t: Text, label: str, chars: list[str], at: int | None, value: str, extra: str = "") -> None:
+def _row(t: Text, label: str, chars: list[str], at: int | None, value: str, extra: str = "", wide: int = 1) -> None:
     t.append(f"{label:>{LABEL - 1}} ", style=DIM)
     for i, c in enumerate(chars):
-        t.append(c, style="reverse bold" if i == at else "green")
+        t.append(c * wide, style="reverse bold" if i == at else "green")
     t.append(f" {value}")
     if extra:
         t.append(f" {extra}", style=DIM)
@@ -87,7 +87,9 @@ def training_text(run: RunShown, width: int = 60) -> Text:
         t.append("\nno evaluation in metrics.jsonl yet", style=DIM)
         return t
     mark = marked_index(recs, run.step)
-    cols = columns(len(recs), max(1, width - LABEL - 16), mark)
+    room = max(1, width - LABEL - 16)
+    cols = columns(len(recs), room, mark)
+    wide = max(1, min(4, room // len(cols)))  # a few evaluations: each one several columns wide
     shown = [recs[i] for i in cols]
     at = cols.index(mark) if mark is not None else None
     value_of = recs[mark] if mark is not None else recs[-1]
@@ -96,15 +98,15 @@ def training_text(run: RunShown, width: int = 60) -> Text:
     t.append("\n")
     for p in range(len(recs[0]["per_position"])):
         chars = _spark([r["per_position"][p] for r in shown], 0.0, 1.0)
-        _row(t, str(p + 1), chars, at, f"{value_of['per_position'][p]:.2f}", "decision" if p == run.decision else "")
+        _row(t, str(p + 1), chars, at, f"{value_of['per_position'][p]:.2f}", "decision" if p == run.decision else "", wide)
     losses = [float(r["loss"]) if isinstance(r.get("loss"), (int, float)) else math.nan for r in shown]
     finite = [x for x in losses if math.isfinite(x)]
     if finite:
         loss = value_of.get("loss")
         _row(t, "loss", _spark(losses, min(finite), max(finite)), at,
-             f"{loss:.3f}" if isinstance(loss, (int, float)) and math.isfinite(loss) else "—")
+             f"{loss:.3f}" if isinstance(loss, (int, float)) and math.isfinite(loss) else "—", wide=wide)
     if at is not None:
-        t.append(" " * (LABEL + at) + "▲", style="bold")
+        t.append(" " * (LABEL + at * wide + (wide - 1) // 2) + "▲", style="bold")
         t.append(f" step {value_of['step']}", style=DIM)
     return t
 
