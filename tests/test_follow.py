@@ -235,14 +235,20 @@ async def test_follow_a_live_run(tmp_path):
     next checkpoint is skipped with a notice; the run directory deleted is a notice, not a crash."""
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "ntp_probe", "train", "--out", str(out), *TRAIN], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tmp_path / "train.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "ntp_probe", "train", "--out", str(out), *TRAIN], env=env,
+                                stdout=subprocess.DEVNULL, stderr=f)
     model = out / "model.safetensors"
-    try:
+
+    def wait_for_checkpoint(stamp=None):
         deadline = time.monotonic() + 60
-        while not model.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.01)
+        while not checkpoint_changes(model, stamp):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.005)
+
+    try:
+        wait_for_checkpoint()
         proc.send_signal(signal.SIGSTOP)
         app = ProbeApp([str(out)], graph=GRAPH, follow=True, follow_interval=0.05)
         async with app.run_test(size=SIZE) as pilot:
@@ -254,8 +260,7 @@ async def test_follow_a_live_run(tmp_path):
             # the next checkpoint: the app moves to it by itself
             stamp = model.stat().st_mtime_ns
             proc.send_signal(signal.SIGCONT)
-            while not checkpoint_changes(model, stamp):
-                time.sleep(0.005)
+            wait_for_checkpoint(stamp)
             proc.send_signal(signal.SIGSTOP)
             await until(pilot, lambda: app.shown_step != first, "the next checkpoint")
             second = app.shown_step
