@@ -210,6 +210,10 @@ def train(
     objective: Annotated[str, typer.Option("--objective", help=f"{objectives.choices()}.", rich_help_panel="Task")] = "next-token",
     future: Annotated[int, typer.Option("--future", help="Heads of the multi-token objective (k).", rich_help_panel="Task")] = 4,
     mix: Annotated[float, typer.Option("--mix", help="hybrid: weight of the teacherless loss (the next-token loss gets 1 − mix).", rich_help_panel="Task")] = 0.5,
+    drop_rate: Annotated[float, typer.Option("--drop-rate", help="answer-dropout: probability that an answer input is dropped (span mode: that a row loses a span).", rich_help_panel="Task")] = 0.5,
+    drop_mode: Annotated[str, typer.Option("--drop-mode", help="answer-dropout: token ($ per input), span (one span of $) or replace (a random node id per input).", rich_help_panel="Task")] = "token",
+    targets_per_graph: Annotated[int, typer.Option("--targets-per-graph", help="Structured samples: each graph of a batch K times with K different goals (K ≤ degree; the batch holds batch-size ÷ K graphs).", rich_help_panel="Task")] = 1,
+    query_first: Annotated[bool, typer.Option("--query-first", help="Layout: the query 's g /' before the edge list (Frydenlund 2025); the model's header keeps it, every command honours it.", rich_help_panel="Task")] = False,
     arch: ArchOpt = "gpt",
     d_state: DStateOpt = 16,
     expand: ExpandOpt = 2,
@@ -240,19 +244,10 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one line per evaluation.")] = False,
 ) -> None:
     """Train a model on G(d, l). Ctrl-C saves a checkpoint and exits 0; [bold]--resume[/] continues exactly."""
-    from .task import Topologies
-    from .train import TrainConfig, run_command_line, train as run_train
+    from .train import run_command_line, train as run_train
 
     set_threads(threads)
-    degree, path_len = Topologies.parse(one_or_set(degree), one_or_set(path_len), nodes).to_option()
-    cfg = TrainConfig(
-        degree=degree, path_len=path_len, nodes=nodes, objective=objective, future=future, mix=mix, arch=arch, d_state=d_state, expand=expand,
-        layers=layers, d_model=d_model, heads=heads, dropout=dropout, steps=steps, batch_size=batch_size,
-        lr=lr, min_lr=min_lr, warmup=warmup, weight_decay=weight_decay, seed=seed, device=device, amp=amp,
-        eval_every=eval_every, eval_count=eval_count, target_accuracy=target_accuracy,
-        train_file=str(train_file) if train_file else None, init_from=init_from, mask_question=mask_question,
-        drop_masked=drop_masked, keep_checkpoints=keep_checkpoints,
-    )
+    cfg = train_config(locals())
     from .progress import TrainProgress
 
     with TrainProgress(err, quiet=quiet or not err.is_terminal) as progress:
@@ -265,6 +260,20 @@ def train(
     state = "interrupted, saved" if summary["interrupted"] else ("target reached" if summary["stopped_early"] else "done")
     acc = f" greedy accuracy {m['accuracy']:.3f}, decision {m['decision_accuracy']:.3f}" if m else ""
     err.print(f"{state}: step {summary['step']}/{summary['steps']} in {summary['wall_time_s']:.1f}s;{acc} → {out_dir}")
+
+
+def train_config(params: dict):
+    """The TrainConfig of train's parsed options (its parameter names): the one mapping, shared with ``sweep``."""
+    from .task import Topologies
+    from .train import TrainConfig
+
+    p = params
+    degree, path_len = Topologies.parse(one_or_set(p["degree"]), one_or_set(p["path_len"]), p["nodes"]).to_option()
+    names = ("nodes", "objective", "future", "mix", "drop_rate", "drop_mode", "targets_per_graph", "query_first", "arch", "d_state", "expand", "layers", "d_model", "heads", "dropout",
+             "steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "seed", "device", "amp", "eval_every",
+             "eval_count", "target_accuracy", "init_from", "mask_question", "drop_masked", "keep_checkpoints")
+    return TrainConfig(degree=degree, path_len=path_len, train_file=str(p["train_file"]) if p["train_file"] else None,
+                       **{k: p[k] for k in names})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -593,14 +602,19 @@ def reproduce(
     threads: ThreadsOpt = None,
     report: Annotated[str, typer.Option("--report", help="File name of the report inside --out.")] = "report.md",
     fixes: Annotated[bool, typer.Option("--inference-fixes", help="Add the inference-fixes table (greedy, sampling, beam, verifier) for every model.")] = False,
+    leaderboard: Annotated[bool, typer.Option("--leaderboard", help="Score every shipped model (or --models) on G(2,3), G(2,4), G(2,5), G(5,5) and its star set: one row per fix and shape, into leaderboard.md/.json.", rich_help_panel="Task")] = False,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="--leaderboard: score each shape on its original test file found here (deg_D_path_L_nodes_N_test_*.txt); else --count fresh graphs.", rich_help_panel="Task")] = None,
 ) -> None:
-    """Train the objectives side by side with one recipe (or score --models) and write a report with plots."""
+    """Train the objectives side by side with one recipe (or score --models) and write a report with plots;
+    [bold]--leaderboard[/] scores the shipped models on the debate's shapes instead."""
     from .checkpoint import load
     from .report import metrics_for, score, sparkline, train_all, write_report
     from .train import TrainConfig, run_command_line
 
     set_threads(threads)
     check_seed(seed)
+    if leaderboard:
+        return reproduce_leaderboard(out_dir, models, data_dir, count, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     if models:
         lms = [load(m.strip()) for m in models.split(",") if m.strip()]
@@ -657,6 +671,28 @@ def reproduce(
             for p in range(len(recs[0]["per_position"])):
                 out.print(f"  pos {p} {sparkline([r['per_position'][p] for r in recs])}", highlight=False)
     err.print(f"report: {path}")
+
+
+def reproduce_leaderboard(out_dir: Path, models: str | None, data_dir: Path | None, count: int, seed: int) -> None:
+    from .atomic import atomic_write_text
+    from .checkpoint import list_models, load
+    from .leaderboard import markdown, rows_for
+
+    if data_dir is not None and not data_dir.is_dir():
+        raise UsageError(f"--data-dir {data_dir}: no such directory")
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else [str(path) for _, path in list_models()]
+    if not names:
+        raise UsageError("no models to score (none shipped, and no --models)")
+    lms = [load(n) for n in names]  # every model loads before any scoring
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for lm in lms:
+        rows += rows_for(lm, data_dir, count, seed + 12345, note=lambda s: err.print(s, highlight=False))
+    md = markdown(rows)
+    atomic_write_text(out_dir / "leaderboard.md", md + "\n")
+    atomic_write_text(out_dir / "leaderboard.json", json.dumps(rows, indent=1) + "\n")
+    out.print(md, markup=False, highlight=False)
+    err.print(f"wrote {out_dir / 'leaderboard.md'} and leaderboard.json", highlight=False)
 
 
 @app.command(hidden=True)
@@ -724,6 +760,11 @@ def export(
 
     path = do_export(load(model), to, out_file)
     err.print(f"exported {model} → {path} (load it with ntp_probe.export.load_hooked)", highlight=False)
+
+
+from .cli_sweep import sweep_app  # noqa: E402  (it uses the app and its error handling above)
+
+app.add_typer(sweep_app, name="sweep")
 
 
 def main() -> None:

@@ -30,6 +30,8 @@ class GPTConfig:
     causal: bool = True  # False: bidirectional attention (the mlm-u objective); no KV cache then
     hidden_token: int = -1  # mlm-u --drop-masked: this token id (the mask) is a query only, embedded as its
     # position alone and attended to by no other position, as if dropped from the encoder (-1: none)
+    bst: bool = False  # the Belief State Transformer (bst.py): this GPT is its forward encoder, beside a backward
+    # encoder and a next/previous-token head
     d_state: int = 16  # Mamba only: SSM state size per channel
     d_conv: int = 4  # Mamba only: causal depthwise conv width
     expand: int = 2  # Mamba only: inner width = expand * n_embd
@@ -205,6 +207,16 @@ class GPT(nn.Module):
         want_hidden: bool = False,
         all_heads: bool = False,
     ) -> Output:
+        x, mask, attns, hidden = self.trunk(idx, cache, want_attn, want_hidden)
+        logits = self.readout(x)
+        if all_heads:
+            extra = [self.lm_head(self.ln_f(head(x, mask=mask)[0])) for head in self.future]
+            logits = torch.stack([logits, *extra], dim=2)
+        return Output(logits, attns, hidden)
+
+    def trunk(self, idx: torch.Tensor, cache: KVCache | None = None, want_attn: bool = False, want_hidden: bool = False):
+        """The residual stream after the last block [B, T, C], the attention mask used (None: the plain causal
+        one), and the attentions and residual streams asked for."""
         B, T = idx.shape
         past = cache.length if cache is not None else 0
         if past + T > self.config.block_size:
@@ -228,11 +240,7 @@ class GPT(nn.Module):
                 attns.append(a)
             if want_hidden:
                 hidden.append(x)
-        logits = self.lm_head(self.ln_f(x))
-        if all_heads:
-            extra = [self.lm_head(self.ln_f(head(x, mask=mask)[0])) for head in self.future]
-            logits = torch.stack([logits, *extra], dim=2)
-        return Output(logits, attns, hidden)
+        return x, mask, attns, hidden
 
     def _padding(self, pad: torch.Tensor, cache: KVCache | None, past: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions [B, T] counted from each row's first real token, and the attention mask [B, 1, T, past+T]:

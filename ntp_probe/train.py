@@ -41,7 +41,7 @@ from .model import GPTConfig
 from .runs import LOCK_FILE, METRICS_FILE, PID_FILE, PROGRESS_FILE, RunLock, check_record
 from .safejson import is_int
 from .safejson import loads as safe_loads
-from .task import GraphBatch, Topologies, generate_set, read_lines
+from .task import GraphBatch, Topologies, generate_set, read_lines, with_goals
 from .tokenizer import Tokenizer
 
 
@@ -53,6 +53,10 @@ class TrainConfig:
     objective: str = "next-token"
     future: int = 4  # heads for multi-token
     mix: float = 0.5  # hybrid: weight of the teacherless loss
+    drop_rate: float = 0.5  # answer-dropout: probability of dropping an answer input (a row's span, in span mode)
+    drop_mode: str = "token"  # answer-dropout: token, span or replace
+    targets_per_graph: int = 1  # structured samples: each graph of a batch K times, with K different goals
+    query_first: bool = False  # the question's layout: the query 's g /' before the edge list
     arch: str = "gpt"
     d_state: int = 16  # mamba: SSM state per channel
     expand: int = 2  # mamba: inner width = expand * d_model
@@ -195,7 +199,7 @@ class DataStream:
 
     def __init__(self, cfg: TrainConfig, device: torch.device, rank: int = 0, graphs: list | None = None):
         self.cfg, self.device, self.rank = cfg, device, rank
-        self.tok = Tokenizer(cfg.nodes)
+        self.tok = Tokenizer(cfg.nodes, cfg.query_first)
         self.topologies = Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes)
         self.objective = make_objective(cfg)
         self.pool: GraphBatch | None = None
@@ -210,12 +214,16 @@ class DataStream:
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, gen = self.cfg, self.generator(step)
+        k = cfg.targets_per_graph
+        count = cfg.batch_size // k  # structured samples: each graph k times, with k goals
         if self.pool is None:
             # a topology set: each graph's shape drawn uniformly (one shape: exactly generate(), as always)
-            b = generate_set(self.topologies, cfg.nodes, cfg.batch_size, generator=gen, device=self.device)
+            b = generate_set(self.topologies, cfg.nodes, count, generator=gen, device=self.device)
         else:
-            idx = torch.randint(len(self.pool), (cfg.batch_size,), generator=gen, device=self.device)
+            idx = torch.randint(len(self.pool), (count,), generator=gen, device=self.device)
             b = self.pool[idx]
+        if k > 1:
+            b = with_goals(b, k, gen)
         q = self.tok.questions(b)
         return self.objective.train_batch(q, self.objective.answer(b.path), self.tok.dollar, gen)
 
@@ -257,8 +265,16 @@ def validate(cfg: TrainConfig) -> Objective:
     if cfg.amp not in ("auto", "fp32", "bf16"):
         raise UsageError(f"--amp {cfg.amp}: choose auto, fp32 or bf16")
     objective = make_objective(cfg)
+    L.check_int("--targets-per-graph", cfg.targets_per_graph, 1, topologies.max_degree)
+    if cfg.targets_per_graph > 1:
+        if topologies.mixed:
+            raise UsageError(f"--targets-per-graph {cfg.targets_per_graph} needs one shape, not a set ({topologies.label()})")
+        if cfg.batch_size % cfg.targets_per_graph:
+            raise UsageError(f"--batch-size {cfg.batch_size} is not a multiple of --targets-per-graph {cfg.targets_per_graph}")
     if not objective.causal and cfg.arch != "gpt":
         raise UsageError(f"--objective {cfg.objective} needs bidirectional attention: use --arch gpt")
+    if objective.gpt_only and cfg.arch != "gpt":
+        raise UsageError(f"--objective {cfg.objective} {objective.gpt_only}: use --arch gpt")
     if topologies.mixed and not objective.mixed_shapes:
         raise UsageError(f"--objective {cfg.objective} trains on one shape only; a topology set "
                          f"({topologies.label()}) needs next-token, reverse or multi-token")
@@ -275,7 +291,7 @@ def validate(cfg: TrainConfig) -> Objective:
 
 def task_spec(cfg: TrainConfig) -> TaskSpec:
     """The run's task: one shape, or a topology set (sized by its largest shape)."""
-    return TaskSpec.of(Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes), cfg.nodes)
+    return TaskSpec.of(Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes), cfg.nodes, cfg.query_first)
 
 
 def model_config(cfg: TrainConfig, objective: Objective) -> GPTConfig:
@@ -386,8 +402,8 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
 
 def _check_resumable(out: Path, cfg: TrainConfig) -> None:
     saved = ckpt.read_state_meta(out / ckpt.STATE_FILE).get("train", {})
-    for key in ("degree", "path_len", "nodes", "objective", "future", "mix", "layers", "d_model", "heads", "arch", "seed",
-                "batch_size"):
+    for key in ("degree", "path_len", "nodes", "objective", "future", "mix", "drop_rate", "drop_mode", "targets_per_graph",
+                "query_first", "layers", "d_model", "heads", "arch", "seed", "batch_size"):
         if key in saved and saved[key] != getattr(cfg, key):
             raise UsageError(f"--resume: {key}={getattr(cfg, key)!r} differs from the run's {saved[key]!r}")
 

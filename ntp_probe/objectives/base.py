@@ -112,6 +112,7 @@ class Objective:
     no_attention: ClassVar[str | None] = None  # why the attention view does not apply, when it does not
     coin_flip: ClassVar[str] = "the model has not learned to plan the arm. "  # the app's note on an unsure decision
     mixed_shapes: ClassVar[bool] = True  # trains and decodes padded batches of several shapes (topology sets)
+    gpt_only: ClassVar[str | None] = None  # why it needs --arch gpt, when it does (beyond bidirectional attention)
 
     def __init__(self, **options):
         for key, default in self.options.items():
