@@ -197,6 +197,29 @@ async def test_replay_kept_checkpoints_with_the_keys(kept_run):
 
 
 @sync
+async def test_follow_waits_for_the_first_checkpoint_and_keeps_the_comparison_model(kept_run, tmp_path, trained):
+    src, _ = kept_run
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train.lock").write_text("")  # a training that has not saved its first checkpoint yet
+    other = trained("next-token")
+    app = ProbeApp([str(run), other], graph=GRAPH, follow=True, follow_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.wait_idle()
+        assert any("waiting for its first checkpoint" in m for m in notices(app)) and app.is_running
+        shutil.copy(src / "kept" / kept_name(10), run / ".tmp")
+        os.replace(run / ".tmp", run / "model.safetensors")  # as train writes it
+        await until(pilot, lambda: app.shown_step == 10, "the first checkpoint")
+        assert app.lm.path == run / "model.safetensors" and app.compare_lm is other
+        await until(pilot, lambda: app.session is not None and app.session.lm is app.lm, "the first decode")
+        shutil.copy(src / "kept" / kept_name(20), run / ".tmp")
+        os.replace(run / ".tmp", run / "model.safetensors")
+        await until(pilot, lambda: app.shown_step == 20, "the next checkpoint")
+        assert app.models == [app.lm, other] and app.compare_lm is other  # the comparison model stays beside it
+        assert "step 20/20" in app.sub_title and app.session.lm is app.lm
+
+
+@sync
 async def test_replay_keys_without_a_run_say_so(trained):
     app = ProbeApp([trained("next-token")], graph=GRAPH)
     async with app.run_test(size=SIZE) as pilot:
