@@ -723,7 +723,7 @@ def ship(
 def tui(
     models: Annotated[
         Optional[list[str]],
-        typer.Argument(help="Models to open: .safetensors files, run directories or shipped names; the first is probed, "
+        typer.Argument(help="Models to open: .safetensors files, run directories (RUN@STEP: a kept checkpoint) or shipped names; the first is probed, "
                             "the others are shown side by side. Default: g2-5-next-token (+ reverse, teacherless)."),
     ] = None,
     follow: Annotated[bool, typer.Option("--follow", help="The first MODEL is a run directory that train is writing: "

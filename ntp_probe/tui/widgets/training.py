@@ -121,14 +121,14 @@ class TrainingPanel(Static):
 
     def on_mount(self) -> None:
         self.border_title = "training (, . kept checkpoints)"
-        self.run: RunShown | None = None
+        self.shown_run: RunShown | None = None
 
     def show_run(self, run: RunShown) -> None:
-        self.run = run
+        self.shown_run = run
         self.add_class("-shown")
         self.refresh(layout=True)
 
     def render(self) -> Text:
-        if getattr(self, "run", None) is None:
+        if getattr(self, "shown_run", None) is None:
             return Text("")
-        return training_text(self.run, self.content_size.width or 60)
+        return training_text(self.shown_run, self.content_size.width or 60)
