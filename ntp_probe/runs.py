@@ -360,10 +360,10 @@ def status(run: str | Path, at: int | None = None, peek: bool = False) -> dict:
 
 def statuses(runs: list[Path]) -> list[dict]:
     """``status`` of each run; a run directory that holds runs (one per objective) is expanded."""
+    from .follow import split_at
+
     out = []
     for r in runs:
-        from .follow import split_at
-
         if (at := split_at(r)) is not None:  # RUN@STEP: the run as of a kept checkpoint
             out.append(status(at[0], at=at[1]))
             continue
