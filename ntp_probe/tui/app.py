@@ -39,6 +39,7 @@ from textual.worker import get_current_worker
 
 from ..errors import NtpProbeError
 from .ops import Op, OpQueue
+from .runview import RunView
 from .screens.modals import Prompt, TextModal, help_markdown
 from .widgets.base import Probed, ShowsProbe, probe_panels
 from .widgets.compare import ComparePanel
@@ -46,6 +47,7 @@ from .widgets.decoding import DecodingPanel
 from .widgets.distribution import DistributionPanel, TopK
 from .widgets.editor import GraphEditor
 from .widgets.inside import InsidePanel
+from .widgets.training import TrainingPanel
 
 DEFAULT_MODEL = "g2-5-next-token"
 DEFAULT_COMPARE = ("g2-5-reverse", "g2-5-teacherless")
@@ -97,7 +99,7 @@ def _api():
     return ProbeSession
 
 
-class ProbeApp(App):
+class ProbeApp(RunView, App):
     """``ntp-probe tui [MODEL ...]``."""
 
     CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute: subclasses elsewhere find it too
@@ -133,6 +135,10 @@ class ProbeApp(App):
         Binding("l", "toggle_lens", "Logit lens", show=False,
                 tooltip="Logit lens / attention: the answer token on show read out of every layer "
                         "(p of the correct node vs the best wrong move)"),
+        Binding("comma", "prev_checkpoint", "Prev checkpoint", show=False, key_display=",",
+                tooltip="Previous checkpoint: the run's kept checkpoint before the one on show (replay its training)"),
+        Binding("full_stop", "next_checkpoint", "Next checkpoint", show=False, key_display=".",
+                tooltip="Next checkpoint: the run's next kept checkpoint; past the last, its newest (followed again)"),
         Binding("question_mark,f1", "help", "Help", tooltip="Help: keys and what the screen shows"),
         Binding("ctrl+s", "save_session", "Save session", show=False,
                 tooltip="Save session: model, graph, forced tokens and decoding as JSON (the file probe --save writes)"),
@@ -142,7 +148,7 @@ class ProbeApp(App):
     ]
 
     def __init__(self, models: Sequence | None = None, *, seed: int = 0, top_k: int = 10,
-                 graph: str | None = None) -> None:
+                 graph: str | None = None, follow: bool = False, follow_interval: float = 1.0) -> None:
         """``models``: specs (a file, a run directory, a shipped name) or already-loaded models."""
         super().__init__()
         main, compare = default_models()
@@ -161,6 +167,7 @@ class ProbeApp(App):
         self._last_line = ""
         self._loaded = False
         self._shown = 0  # ``applied`` as of the result on show
+        self.init_run_view(follow, follow_interval)  # --follow, and replaying a run's kept checkpoints (runview.py)
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -172,6 +179,7 @@ class ProbeApp(App):
             with Vertical(id="side"):
                 yield ComparePanel("", id="compare")
                 yield InsidePanel("", id="attention")
+        yield TrainingPanel(id="training")
         yield Footer()
 
     @property
