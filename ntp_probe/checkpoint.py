@@ -382,10 +382,15 @@ def model_dirs() -> list[Path]:
 
 
 def resolve(spec: str | Path) -> tuple[Path, str | None]:
-    """MODEL argument -> (file, name): a .safetensors file, a directory holding one, or a shipped name."""
+    """MODEL argument -> (file, name): a .safetensors file, a directory holding one, a shipped name, or
+    ``RUN@STEP``: a checkpoint that ``train --keep-checkpoints`` kept (``follow.py``)."""
     p = Path(spec)
     if p.is_file():
         return p, None
+    from .follow import resolve_at
+
+    if (kept := resolve_at(spec)) is not None:
+        return kept
     if p.is_dir():
         if (p / MODEL_FILE).is_file():
             return p / MODEL_FILE, p.name

@@ -237,6 +237,7 @@ def train(
     mask_question: Annotated[bool, typer.Option("--mask-question", help="mlm-u: mask the edge list's node ids too, at the same rate (the whole sequence, as in Kitouni et al.).", rich_help_panel="Task")] = False,
     drop_masked: Annotated[bool, typer.Option("--drop-masked", help="mlm-u: masked tokens are queries only (their position), hidden from every other position, as in the authors' code.", rich_help_panel="Task")] = False,
     init_from: Annotated[Optional[str], typer.Option("--init-from", help="Warm start from this MODEL's weights (a curriculum, e.g. G(2,5) → G(5,5)); same size and node ids.", rich_help_panel="Model")] = None,
+    keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints", help="Keep the weights of every evaluation step in --out/kept/ (open one as RUN@STEP; replay them in the app with , and .).")] = False,
     threads: ThreadsOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run in --out.")] = False,
@@ -270,7 +271,7 @@ def train_config(params: dict):
     degree, path_len = Topologies.parse(one_or_set(p["degree"]), one_or_set(p["path_len"]), p["nodes"]).to_option()
     names = ("nodes", "objective", "future", "mix", "drop_rate", "drop_mode", "targets_per_graph", "query_first", "arch", "d_state", "expand", "layers", "d_model", "heads", "dropout",
              "steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "seed", "device", "amp", "eval_every",
-             "eval_count", "target_accuracy", "init_from", "mask_question", "drop_masked")
+             "eval_count", "target_accuracy", "init_from", "mask_question", "drop_masked", "keep_checkpoints")
     return TrainConfig(degree=degree, path_len=path_len, train_file=str(p["train_file"]) if p["train_file"] else None,
                        **{k: p[k] for k in names})
 
@@ -359,7 +360,7 @@ def eval_cmd(
 @app.command()
 @handle_errors
 def watch(
-    runs: Annotated[list[Path], typer.Argument(help="Run directories (a directory of runs, e.g. a reproduce --out, is expanded).")],
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (a directory of runs, e.g. a reproduce --out, is expanded); RUN@STEP: as of a kept checkpoint.")],
     follow: Annotated[Optional[float], typer.Option("--follow", "-f", help="Refresh every SECONDS until Ctrl-C.", min=0.2)] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -787,14 +788,24 @@ def ship(
 def tui(
     models: Annotated[
         Optional[list[str]],
-        typer.Argument(help="Models to open: .safetensors files, run directories or shipped names; the first is probed, "
+        typer.Argument(help="Models to open: .safetensors files, run directories (RUN@STEP: a kept checkpoint) or shipped names; the first is probed, "
                             "the others are shown side by side. Default: g2-5-next-token (+ reverse, teacherless)."),
     ] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="The first MODEL is a run directory that train is writing: "
+                                         "load each new checkpoint as it is saved (same graph, forced tokens, cursor).")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="--follow: seconds between looks at the run.",
+                                            min=0.1, max=3600)] = 1.0,
 ) -> None:
     """Open the probing app: step through decoding, force a wrong arm (the Clever Hans demo), compare models."""
+    if follow:
+        from .follow import check_followable
+
+        if not models:
+            raise UsageError("--follow: give the run directory to follow, e.g. ntp-probe tui runs/x --follow")
+        check_followable(models[0])
     from .tui.app import ProbeApp
 
-    ProbeApp(models or None).run()
+    ProbeApp(models or None, follow=follow, follow_interval=interval).run()
 
 
 # ------------------------------------------------------------------------------------------------

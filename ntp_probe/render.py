@@ -217,8 +217,9 @@ def watch_view(rows: list[dict]):
         last, task = r["last"], r["task"]
         what = (f"{r['objective']} {_shape(task)} N={task['nodes']}" if r["objective"]
                 else "no checkpoint yet" if r["step"] else "starting")
+        name = f"{r['run']}@{r['step']}" if r.get("checkpoint") else r["run"]  # RUN@STEP: a kept checkpoint
         t.add_row(
-            f"{r['run']}\n[dim]{what}[/]", f"[{colour[r['state']]}]{r['state']}[/]" + (f"\n[dim]pid {r['pid']}[/]" if r["pid"] else ""),
+            f"{name}\n[dim]{what}[/]", f"[{colour[r['state']]}]{r['state']}[/]" + (f"\n[dim]pid {r['pid']}[/]" if r["pid"] else ""),
             f"{r['step']}/{r['steps'] or '?'}", _f(r["seconds_per_step"], 2), _duration(r["eta_s"]),
             _f(last.get("accuracy")), _f(last.get("decision_accuracy")), _f(last.get("forced_after_decision")),
         )

@@ -35,6 +35,7 @@ from .atomic import atomic_write_text, remove_stale_temps
 from .checkpoint import ARCHS, LoadedModel, TaskSpec
 from .errors import NtpProbeError, UsageError, WriteError
 from .evaluate import evaluate
+from .follow import KEPT_DIR, kept_files, kept_name
 from .limits import check_task_size
 from .model import GPTConfig
 from .runs import LOCK_FILE, METRICS_FILE, PID_FILE, PROGRESS_FILE, RunLock, check_record
@@ -80,6 +81,7 @@ class TrainConfig:
     mask_question: bool = False  # mlm-u: mask the edge list's node ids too, at the same rate
     drop_masked: bool = False  # mlm-u: masked tokens are position-only queries that nothing attends to
     init_from: str | None = None  # warm start (curriculum): a trained model's weights, e.g. one on a smaller graph
+    keep_checkpoints: bool = False  # keep every evaluation step's weights as kept/step-N.safetensors (RUN@STEP)
 
 
 Callback = Callable[[dict], None]
@@ -375,6 +377,9 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
     """Under the run's lock: sweep dead temp files, then check the run (resume) or clear it (force). Rank 0 only."""
     try:
         remove_stale_temps(out, (*RUN_FILES, PID_FILE, PROGRESS_FILE))  # left by a kill -9 mid-write
+        for tmp in (out / KEPT_DIR).glob(".step-*.tmp"):  # a kept checkpoint's, likewise
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         if resume:
             if not (out / ckpt.STATE_FILE).is_file():
                 raise UsageError(f"--resume: {out} has no {ckpt.STATE_FILE} to resume from (start over with --force)")
@@ -386,6 +391,8 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
             for name in RUN_FILES:
                 with contextlib.suppress(FileNotFoundError):
                     (out / name).unlink()
+            for kept in kept_files(out).values():  # the old run's kept steps are not this run's
+                kept.unlink()
         probe = out / ".write-test"
         probe.write_text("")
         probe.unlink()
@@ -447,6 +454,7 @@ def setup(cfg: TrainConfig, out: Path, objective: Objective, dist: Distributed, 
         run.loss_sum, run.loss_n = float(state.get("loss_sum", 0.0)), int(state.get("loss_n", 0))
         if dist.is_main:
             _trim_metrics(out / METRICS_FILE, run.start_step)
+            _trim_kept(out, run.start_step)
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -474,6 +482,17 @@ def _trim_metrics(path: Path, upto_step: int) -> None:
         raise WriteError(f"{path}: cannot rewrite the metrics log ({e.strerror or e}); it is unchanged") from None
 
 
+def _trim_kept(out: Path, upto_step: int) -> None:
+    """Keep the kept checkpoints up to the resumed step: a later one (saved before a kill, its state not) is
+    written again, the same, when the resumed run gets there."""
+    for step, path in kept_files(out).items():
+        if step > upto_step:
+            try:
+                path.unlink()
+            except OSError as e:
+                raise WriteError(f"{path}: cannot remove a kept checkpoint past step {upto_step} ({e.strerror or e})") from None
+
+
 def _append_metric(path: Path, rec: dict) -> None:
     """One whole line per evaluation: a line torn by a kill is dropped by ``_trim_metrics`` on resume."""
     try:
@@ -486,8 +505,10 @@ def _append_metric(path: Path, rec: dict) -> None:
                          "evaluation is intact, continue with --resume") from None
 
 
-def save_checkpoint(run: Run, step: int, wall_s: float, metrics: dict, loss_sum: float, loss_n: int) -> None:
-    """``train_state`` (for --resume) then ``model.safetensors``; each write atomic. Rank 0 only."""
+def save_checkpoint(run: Run, step: int, wall_s: float, metrics: dict, loss_sum: float, loss_n: int,
+                    keep: bool = False) -> None:
+    """``train_state`` (for --resume), the kept copy of an evaluation step (``keep``, with --keep-checkpoints: the
+    same file as ``model.safetensors``, under ``kept/``), then ``model.safetensors``; each write atomic. Rank 0 only."""
     cfg, out = run.cfg, run.out
     device = run.dist.device
     summary = {
@@ -506,6 +527,9 @@ def save_checkpoint(run: Run, step: int, wall_s: float, metrics: dict, loss_sum:
         ckpt.save_state(out / ckpt.STATE_FILE, run.raw_model, run.opt, {"step": step, "wall_time_s": wall_s,
                                                                         "train": train_meta, "loss_sum": loss_sum,
                                                                         "loss_n": loss_n})
+        if keep:
+            (out / KEPT_DIR).mkdir(exist_ok=True)
+            ckpt.save(out / KEPT_DIR / kept_name(step), run.raw_model, meta)
         ckpt.save(out / ckpt.MODEL_FILE, run.raw_model, meta)
     except OSError as e:
         raise WriteError(f"{out}: cannot save the checkpoint of step {step} ({e.strerror or e}); the previous "
@@ -597,7 +621,7 @@ def loop(run: Run, lock: RunLock, emit: Callback) -> dict:
             if at_eval and cfg.target_accuracy is not None:
                 stopped_early = dist.from_main(stopped_early)
             if (at_eval or halt or stopped_early) and dist.is_main:
-                save_checkpoint(run, step, wall(), metrics, loss_sum, loss_n)
+                save_checkpoint(run, step, wall(), metrics, loss_sum, loss_n, keep=at_eval and cfg.keep_checkpoints)
                 emit({"event": "save", "step": step})
             if halt or stopped_early:
                 interrupted = halt

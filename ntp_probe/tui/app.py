@@ -41,6 +41,7 @@ from .keys import KEYS
 from .ops import (DEFAULT_COMPARE, DEFAULT_MODEL, STAR_COMPARE, STAR_MODEL, Decoded, ModelsLoaded, Op, OpQueue,
                   default_models, probe, shipped)
 from .ops import load_models as load_specs
+from .runview import RunView
 from .screens.modals import TextModal, help_markdown
 from .screens.prompts import force_prompt, line_prompt, open_prompt, save_prompt, split_line
 from .widgets.base import Probed, ShowsProbe, probe_panels
@@ -50,6 +51,7 @@ from .widgets.distribution import DistributionPanel, TopK
 from .widgets.editor import GraphEditor, random_graph
 from .widgets.inside import InsidePanel
 from .widgets.why import WhyPanel
+from .widgets.training import TrainingPanel
 
 __all__ = ["ProbeApp", "run", "shipped", "default_models", "DEFAULT_MODEL", "DEFAULT_COMPARE", "STAR_MODEL",
            "STAR_COMPARE"]
@@ -61,7 +63,7 @@ def _api():
     return ProbeSession
 
 
-class ProbeApp(App):
+class ProbeApp(RunView, App):
     """``ntp-probe tui [MODEL ...]``."""
 
     CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute: subclasses elsewhere find it too
@@ -71,7 +73,7 @@ class ProbeApp(App):
     BINDINGS = KEYS  # keys.py: the footer's label, the help screen's and the palette's line
 
     def __init__(self, models: Sequence | None = None, *, seed: int = 0, top_k: int = 10,
-                 graph: str | None = None) -> None:
+                 graph: str | None = None, follow: bool = False, follow_interval: float = 1.0) -> None:
         """``models``: specs (a file, a run directory, a shipped name) or already-loaded models."""
         super().__init__()
         main, compare = default_models()
@@ -91,6 +93,7 @@ class ProbeApp(App):
         self._loaded = False
         self._shown = 0  # ``applied`` as of the result on show
         self.why = False  # the why panel on show: the worker computes the causal probes
+        self.init_run_view(follow, follow_interval)  # --follow, and replaying a run's kept checkpoints (runview.py)
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -103,6 +106,7 @@ class ProbeApp(App):
             with Vertical(id="side"):
                 yield ComparePanel("", id="compare")
                 yield InsidePanel("", id="attention")
+        yield TrainingPanel(id="training")
         yield Footer()
 
     @property

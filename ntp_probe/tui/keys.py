@@ -37,6 +37,10 @@ KEYS = [
     Binding("l", "toggle_lens", "Logit lens", show=False,
             tooltip="Logit lens / attention: the answer token on show read out of every layer "
                     "(p of the correct node vs the best wrong move)"),
+    Binding("comma", "prev_checkpoint", "Prev checkpoint", show=False, key_display=",",
+            tooltip="Previous checkpoint: the run's kept checkpoint before the one on show (replay its training)"),
+    Binding("full_stop", "next_checkpoint", "Next checkpoint", show=False, key_display=".",
+            tooltip="Next checkpoint: the run's next kept checkpoint; past the last, its newest (followed again)"),
     Binding("question_mark,f1", "help", "Help", tooltip="Help: keys and what the screen shows"),
     Binding("ctrl+s", "save_session", "Save session", show=False,
             tooltip="Save session: model, graph, forced tokens and decoding as JSON (the file probe --save writes)"),
