@@ -103,7 +103,7 @@ def check_patchable(lm: LoadedModel) -> None:
     """Every shipped objective runs one forward pass at a step (next-token, reverse, multi-token: teacher-forced;
     teacherless, hybrid: ``$`` inputs; mlm-u: the prefix given, the rest masked), so every one can be patched;
     an objective that says otherwise (``no_patching``) is refused with its reason."""
-    why = getattr(lm.objective, "no_patching", None)
+    why = lm.objective.no_patching
     if why:
         raise UsageError(f"{lm.objective.name} models cannot be patched: {why}")
 
