@@ -78,7 +78,8 @@ def architecture(cfg: dict) -> str:
     """'2-layer, 128-wide, 4-head GPT' or '2-layer, 128-wide Mamba (SSM state 32, expand 1)'."""
     if cfg.get("arch", "gpt") == "mamba":
         return f"{cfg['n_layer']}-layer, {cfg['n_embd']}-wide Mamba (SSM state {cfg['d_state']}, expand {cfg['expand']})"
-    return f"{cfg['n_layer']}-layer, {cfg['n_embd']}-wide, {cfg['n_head']}-head GPT"
+    gpt = f"{cfg['n_layer']}-layer, {cfg['n_embd']}-wide, {cfg['n_head']}-head GPT"
+    return f"belief state transformer: two {gpt}s (forward and backward encoders) and an MLP head" if cfg.get("bst") else gpt
 
 
 def model_card(lm: ckpt.LoadedModel) -> str:

@@ -6,6 +6,7 @@ atomic (``atomic.py``: temp file in the same directory, fsync, rename).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from .task import MAX_SHAPES, Topologies
 from .tokenizer import Tokenizer
 
 FORMAT = "ntp-probe/1"
+LAYOUTS = ("edges-first", "query-first")  # the question's token order (TaskSpec.query_first)
 META_KEY = "ntp_probe"
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.safetensors"
@@ -42,12 +44,14 @@ class TaskSpec:
     nodes: int
     degrees: tuple[int, ...] = ()  # a topology set (empty: the one shape above)
     path_lens: tuple[int, ...] = ()
+    query_first: bool = False  # the question's layout: 's g / edges =' instead of 'edges / s g =' (header "layout")
 
     @staticmethod
-    def of(topologies: Topologies, nodes: int) -> TaskSpec:
+    def of(topologies: Topologies, nodes: int, query_first: bool = False) -> TaskSpec:
         if not topologies.mixed:
-            return TaskSpec(topologies.degrees[0], topologies.path_lens[0], nodes)
-        return TaskSpec(topologies.max_degree, topologies.max_path_len, nodes, topologies.degrees, topologies.path_lens)
+            return TaskSpec(topologies.degrees[0], topologies.path_lens[0], nodes, query_first=query_first)
+        return TaskSpec(topologies.max_degree, topologies.max_path_len, nodes, topologies.degrees, topologies.path_lens,
+                        query_first)
 
     @property
     def topologies(self) -> Topologies:
@@ -66,6 +70,8 @@ class TaskSpec:
         meta = {"degree": self.degree, "path_len": self.path_len, "nodes": self.nodes}
         if self.mixed:
             meta.update(degrees=list(self.degrees), path_lens=list(self.path_lens))
+        if self.query_first:  # the default layout writes nothing: older files and readers unchanged
+            meta["layout"] = "query-first"
         return meta
 
     @staticmethod
@@ -84,6 +90,10 @@ class TaskSpec:
                 raise ValueError("task degree/path_len must be the largest of degrees/path_lens")
             if min(spec.degrees) < 1 or min(spec.path_lens) < 2:
                 raise ValueError("task degrees must be ≥ 1 and path_lens ≥ 2")
+        if task.get("layout", "edges-first") not in LAYOUTS:
+            raise ValueError(f"task layout must be one of {', '.join(LAYOUTS)}")
+        if task.get("layout") == "query-first":
+            spec = dataclasses.replace(spec, query_first=True)
         return spec
 
     @property
@@ -116,7 +126,7 @@ class LoadedModel:
 
     @property
     def tokenizer(self) -> Tokenizer:
-        return Tokenizer(self.task.nodes)
+        return Tokenizer(self.task.nodes, self.task.query_first)
 
     @property
     def arch(self) -> str:
@@ -133,7 +143,13 @@ class LoadedModel:
 
 def build_model(config: GPTConfig) -> torch.nn.Module:
     if config.arch == "gpt":
+        if config.bst:
+            from .bst import BST
+
+            return BST(config)
         return GPT(config)
+    if config.bst:
+        raise ModelFileError(f"a belief state transformer (bst) is built of GPTs, not of the {config.arch!r} architecture")
     if config.arch == "mamba":
         from .mamba import Mamba
 
@@ -329,6 +345,10 @@ def check_meta(path: Path, meta: dict) -> None:
         raise bad("objective", "drop_masked", "not true or false")
     if "mix" in obj and (not is_real(obj["mix"]) or not 0.0 <= obj["mix"] <= 1.0):  # hybrid: NaN fails too
         raise bad("objective", "mix", "not a number in [0, 1]")
+    if "drop_rate" in obj and (not is_real(obj["drop_rate"]) or not 0.0 <= obj["drop_rate"] <= 1.0):  # answer-dropout
+        raise bad("objective", "drop_rate", "not a number in [0, 1]")
+    if "drop_mode" in obj and obj["drop_mode"] not in ("token", "span", "replace"):
+        raise bad("objective", "drop_mode", "not token, span or replace")
     for key in CONFIG_REQUIRED:
         if key not in cfg:
             raise ModelFileError(f"{path}: the metadata's config has no '{key}'")
@@ -339,7 +359,7 @@ def check_meta(path: Path, meta: dict) -> None:
         raise bad("config", "hidden_token", "not -1 or a token id")
     if "dropout" in cfg and (not is_real(cfg["dropout"]) or not 0.0 <= cfg["dropout"] < 1.0):
         raise bad("config", "dropout", "not a number in [0, 1)")
-    for key in ("bias", "causal"):
+    for key in ("bias", "causal", "bst"):
         if key in cfg and not isinstance(cfg[key], bool):
             raise bad("config", key, "not true or false")
     if "arch" in cfg and (not isinstance(cfg["arch"], str) or cfg["arch"] not in ARCHS):
@@ -481,10 +501,15 @@ def model_dirs() -> list[Path]:
 
 
 def resolve(spec: str | Path) -> tuple[Path, str | None]:
-    """MODEL argument -> (file, name): a .safetensors file, a directory holding one, or a shipped name."""
+    """MODEL argument -> (file, name): a .safetensors file, a directory holding one, a shipped name, or
+    ``RUN@STEP``: a checkpoint that ``train --keep-checkpoints`` kept (``follow.py``)."""
     p = Path(spec)
     if p.is_file():
         return p, None
+    from .follow import resolve_at
+
+    if (kept := resolve_at(spec)) is not None:
+        return kept
     if p.is_dir():
         if (p / MODEL_FILE).is_file():
             return p / MODEL_FILE, p.name

@@ -259,6 +259,10 @@ def train(
     objective: Annotated[str, typer.Option("--objective", help=f"{objectives.choices()}.", rich_help_panel="Task")] = "next-token",
     future: Annotated[int, typer.Option("--future", help="Heads of the multi-token objective (k).", rich_help_panel="Task")] = 4,
     mix: Annotated[float, typer.Option("--mix", help="hybrid: weight of the teacherless loss (the next-token loss gets 1 − mix).", rich_help_panel="Task")] = 0.5,
+    drop_rate: Annotated[float, typer.Option("--drop-rate", help="answer-dropout: probability that an answer input is dropped (span mode: that a row loses a span).", rich_help_panel="Task")] = 0.5,
+    drop_mode: Annotated[str, typer.Option("--drop-mode", help="answer-dropout: token ($ per input), span (one span of $) or replace (a random node id per input).", rich_help_panel="Task")] = "token",
+    targets_per_graph: Annotated[int, typer.Option("--targets-per-graph", help="Structured samples: each graph of a batch K times with K different goals (K ≤ degree; the batch holds batch-size ÷ K graphs).", rich_help_panel="Task")] = 1,
+    query_first: Annotated[bool, typer.Option("--query-first", help="Layout: the query 's g /' before the edge list (Frydenlund 2025); the model's header keeps it, every command honours it.", rich_help_panel="Task")] = False,
     arch: ArchOpt = "gpt",
     d_state: DStateOpt = 16,
     expand: ExpandOpt = 2,
@@ -282,25 +286,17 @@ def train(
     mask_question: Annotated[bool, typer.Option("--mask-question", help="mlm-u: mask the edge list's node ids too, at the same rate (the whole sequence, as in Kitouni et al.).", rich_help_panel="Task")] = False,
     drop_masked: Annotated[bool, typer.Option("--drop-masked", help="mlm-u: masked tokens are queries only (their position), hidden from every other position, as in the authors' code.", rich_help_panel="Task")] = False,
     init_from: Annotated[Optional[str], typer.Option("--init-from", help="Warm start from this MODEL's weights (a curriculum, e.g. G(2,5) → G(5,5)); same size and node ids.", rich_help_panel="Model")] = None,
+    keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints", help="Keep the weights of every evaluation step in --out/kept/ (open one as RUN@STEP; replay them in the app with , and .).")] = False,
     threads: ThreadsOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run in --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one line per evaluation.")] = False,
 ) -> None:
     """Train a model on G(d, l). Ctrl-C saves a checkpoint and exits 0; [bold]--resume[/] continues exactly."""
-    from .task import Topologies
-    from .train import TrainConfig, run_command_line, train as run_train
+    from .train import run_command_line, train as run_train
 
     set_threads(threads)
-    degree, path_len = Topologies.parse(one_or_set(degree), one_or_set(path_len), nodes).to_option()
-    cfg = TrainConfig(
-        degree=degree, path_len=path_len, nodes=nodes, objective=objective, future=future, mix=mix, arch=arch, d_state=d_state, expand=expand,
-        layers=layers, d_model=d_model, heads=heads, dropout=dropout, steps=steps, batch_size=batch_size,
-        lr=lr, min_lr=min_lr, warmup=warmup, weight_decay=weight_decay, seed=seed, device=device, amp=amp,
-        eval_every=eval_every, eval_count=eval_count, target_accuracy=target_accuracy,
-        train_file=str(train_file) if train_file else None, init_from=init_from, mask_question=mask_question,
-        drop_masked=drop_masked,
-    )
+    cfg = train_config(locals())
     from .progress import TrainProgress
 
     with TrainProgress(err, quiet=quiet or not err.is_terminal) as progress:
@@ -313,6 +309,20 @@ def train(
     state = "interrupted, saved" if summary["interrupted"] else ("target reached" if summary["stopped_early"] else "done")
     acc = f" greedy accuracy {m['accuracy']:.3f}, decision {m['decision_accuracy']:.3f}" if m else ""
     err.print(f"{state}: step {summary['step']}/{summary['steps']} in {summary['wall_time_s']:.1f}s;{acc} → {out_dir}")
+
+
+def train_config(params: dict):
+    """The TrainConfig of train's parsed options (its parameter names): the one mapping, shared with ``sweep``."""
+    from .task import Topologies
+    from .train import TrainConfig
+
+    p = params
+    degree, path_len = Topologies.parse(one_or_set(p["degree"]), one_or_set(p["path_len"]), p["nodes"]).to_option()
+    names = ("nodes", "objective", "future", "mix", "drop_rate", "drop_mode", "targets_per_graph", "query_first", "arch", "d_state", "expand", "layers", "d_model", "heads", "dropout",
+             "steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "seed", "device", "amp", "eval_every",
+             "eval_count", "target_accuracy", "init_from", "mask_question", "drop_masked", "keep_checkpoints")
+    return TrainConfig(degree=degree, path_len=path_len, train_file=str(p["train_file"]) if p["train_file"] else None,
+                       **{k: p[k] for k in names})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -411,7 +421,7 @@ def eval_cmd(
 @app.command()
 @handle_errors
 def watch(
-    runs: Annotated[list[Path], typer.Argument(help="Run directories (a directory of runs, e.g. a reproduce --out, is expanded).")],
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (a directory of runs, e.g. a reproduce --out, is expanded); RUN@STEP: as of a kept checkpoint.")],
     follow: Annotated[Optional[float], typer.Option("--follow", "-f", help="Refresh every SECONDS until Ctrl-C.", min=0.2)] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -583,6 +593,71 @@ def clever_hans_cmd(
         out.print(shape_table(res, "per shape"))
 
 
+@app.command("patch")
+@handle_errors
+def patch_cmd(
+    model: Annotated[str, typer.Argument(help="A .safetensors file, a run directory, or a shipped model name.")],
+    graph: Annotated[Optional[str], typer.Option("--graph", "-g", help="One graph (the clean run), line or human format.", rich_help_panel="Graphs")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Average over the first --count graphs of this file.", rich_help_panel="Graphs")] = None,
+    count: Annotated[int, typer.Option("--count", help="Graphs to average over (--data's first, or fresh ones).", min=1, rich_help_panel="Graphs")] = 500,
+    pair: Annotated[str, typer.Option("--pair", help="The corrupt run: goal (the goal on another arm's leaf) or shuffle (the edges reordered).", rich_help_panel="Graphs")] = "goal",
+    corrupt: Annotated[Optional[str], typer.Option("--corrupt", help="The corrupt run's graph, of --graph's shape.", rich_help_panel="Graphs")] = None,
+    step: Annotated[Optional[int], typer.Option("--step", help="Answer token K (1-based, the model's order; default: the decision step).")] = None,
+    knockout: Annotated[bool, typer.Option("--knockout", help="Also hide each edge from every attention and report its effect.")] = False,
+    attribution: Annotated[bool, typer.Option("--attribution", help="Also each head's and MLP's direct logit attribution.")] = False,
+    png: Annotated[Optional[Path], typer.Option("--png", help="Write the heat map as a PNG.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of fresh graphs and of the shuffle pair.")] = 0,
+    threads: ThreadsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Activation patching at one answer step: which (layer, token) carries the goal to the decision; with
+    --knockout the edges it reads, with --attribution the heads and MLPs that write the answer."""
+    from .checkpoint import load
+    from .limits import check_count
+    from .probing import parse_for_model
+    from .probing.patching import PAIRS, patch
+
+    set_threads(threads)
+    check_seed(seed)
+    if pair not in PAIRS:
+        raise UsageError(f"--pair {pair!r}: choose goal or shuffle (or give --corrupt GRAPH)")
+    if graph is not None and data is not None:
+        raise UsageError("give --graph (one pair) or --data (an average), not both")
+    if corrupt is not None and graph is None:
+        raise UsageError("--corrupt is the second graph of one pair: give --graph too")
+    lm = load(model)
+    if graph is not None:
+        graphs = [parse_for_model(graph, lm)]
+    else:
+        check_count(count, lm.task.nodes)
+        got = load_graphs_arg(lm, data, count, seed)  # a file's graphs, or a batch of fresh ones
+        graphs = (list(got.graphs()) if hasattr(got, "graphs") else got)[:count]
+    second = None
+    if corrupt is not None:
+        try:
+            second = parse_for_model(corrupt, lm)
+        except NtpProbeError as e:
+            raise e.__class__(f"--corrupt: {e}") from None
+    k = None
+    if step is not None:
+        if step < 1:
+            raise UsageError(f"--step {step}: answer tokens are counted from 1")
+        k = step - 1
+    res = patch(lm, graphs, pair, second, k, edges=knockout, attribute=attribution, seed=seed)
+    if png is not None:
+        from .probing.figure import heatmap_png
+
+        heatmap_png(res, png)
+    if as_json:
+        print(json.dumps(res))
+        return
+    from .render import patch_view
+
+    out.print(patch_view(res))
+    if png is not None:
+        out.print(f"wrote {escape(str(png))}", highlight=False)
+
+
 @app.command("inference-fixes")
 @handle_errors
 def inference_fixes_cmd(
@@ -656,8 +731,11 @@ def reproduce(
     threads: ThreadsOpt = None,
     report: Annotated[str, typer.Option("--report", help="File name of the report inside --out.")] = "report.md",
     fixes: Annotated[bool, typer.Option("--inference-fixes", help="Add the inference-fixes table (greedy, sampling, beam, verifier) for every model.")] = False,
+    leaderboard: Annotated[bool, typer.Option("--leaderboard", help="Score every shipped model (or --models) on G(2,3), G(2,4), G(2,5), G(5,5) and its star set: one row per fix and shape, into leaderboard.md/.json.", rich_help_panel="Task")] = False,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="--leaderboard: score each shape on its original test file found here (deg_D_path_L_nodes_N_test_*.txt); else --count fresh graphs.", rich_help_panel="Task")] = None,
 ) -> None:
-    """Train the objectives side by side with one recipe (or score --models) and write a report with plots."""
+    """Train the objectives side by side with one recipe (or score --models) and write a report with plots;
+    [bold]--leaderboard[/] scores the shipped models on the debate's shapes instead."""
     from .checkpoint import load
     from .report import metrics_for, score, sparkline, train_all, write_report
     from .train import TrainConfig, run_command_line
@@ -669,6 +747,8 @@ def reproduce(
     check_file_name(report, "--report", "--out")  # before anything is trained: the report stays inside --out
     if models is not None and not [m for m in models.split(",") if m.strip()]:
         raise UsageError("--models: empty list; give model names or files, comma-separated")
+    if leaderboard:
+        return reproduce_leaderboard(out_dir, models, data_dir, count, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     if models is not None:
         lms = [load(m.strip()) for m in models.split(",") if m.strip()]
@@ -727,6 +807,28 @@ def reproduce(
     err.print(f"report: {path}")
 
 
+def reproduce_leaderboard(out_dir: Path, models: str | None, data_dir: Path | None, count: int, seed: int) -> None:
+    from .atomic import atomic_write_text
+    from .checkpoint import list_models, load
+    from .leaderboard import markdown, rows_for
+
+    if data_dir is not None and not data_dir.is_dir():
+        raise UsageError(f"--data-dir {data_dir}: no such directory")
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else [str(path) for _, path in list_models()]
+    if not names:
+        raise UsageError("no models to score (none shipped, and no --models)")
+    lms = [load(n) for n in names]  # every model loads before any scoring
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for lm in lms:
+        rows += rows_for(lm, data_dir, count, seed + 12345, note=lambda s: err.print(s, highlight=False))
+    md = markdown(rows)
+    atomic_write_text(out_dir / "leaderboard.md", md + "\n")
+    atomic_write_text(out_dir / "leaderboard.json", json.dumps(rows, indent=1) + "\n")
+    out.print(md, markup=False, highlight=False)
+    err.print(f"wrote {out_dir / 'leaderboard.md'} and leaderboard.json", highlight=False)
+
+
 @app.command(hidden=True)
 @handle_errors
 def ship(
@@ -755,12 +857,22 @@ def ship(
 def tui(
     models: Annotated[
         Optional[list[str]],
-        typer.Argument(help="Models to open: .safetensors files, run directories or shipped names; the first is probed, "
+        typer.Argument(help="Models to open: .safetensors files, run directories (RUN@STEP: a kept checkpoint) or shipped names; the first is probed, "
                             "the others are shown side by side. Default: star-next-token (+ star-reverse), else "
                             "g2-5-next-token (+ reverse, teacherless)."),
     ] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="The first MODEL is a run directory that train is writing: "
+                                         "load each new checkpoint as it is saved (same graph, forced tokens, cursor).")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="--follow: seconds between looks at the run.",
+                                            min=0.1, max=3600)] = 1.0,
 ) -> None:
     """Open the probing app: step through decoding, force a wrong arm (the Clever Hans demo), compare models."""
+    if follow:
+        from .follow import check_followable
+
+        if not models:
+            raise UsageError("--follow: give the run directory to follow, e.g. ntp-probe tui runs/x --follow")
+        check_followable(models[0])
     for name, stream in (("input", sys.stdin), ("output", sys.stdout)):  # the app reads keys and draws on a terminal
         if stream is None or isinstance(stream, ClosedOutput):
             raise UsageError(f"the app needs a terminal: standard {name} is closed; run 'ntp-probe tui' in a terminal")
@@ -773,7 +885,7 @@ def tui(
                              "'ntp-probe tui' in a terminal (the CLI's probe --graph prints the same figures)")
     from .tui.app import ProbeApp
 
-    ProbeApp(models or None).run()
+    ProbeApp(models or None, follow=follow, follow_interval=interval).run()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -793,6 +905,11 @@ def export(
 
     path = do_export(load(model), to, out_file)
     err.print(f"exported {model} → {path} (load it with ntp_probe.export.load_hooked)", highlight=False)
+
+
+from .cli_sweep import sweep_app  # noqa: E402  (it uses the app and its error handling above)
+
+app.add_typer(sweep_app, name="sweep")
 
 
 def main() -> None:

@@ -43,6 +43,9 @@ def tl_config_dict(lm: LoadedModel) -> dict:
     if c.hidden_token >= 0:
         raise UsageError(f"{lm.display_name} hides its masked tokens from attention (mlm-u --drop-masked), which a "
                          "HookedTransformer cannot express; export an mlm-u model trained without --drop-masked")
+    if c.bst:
+        raise UsageError(f"{lm.display_name} is a belief state transformer (a forward and a backward encoder with an MLP "
+                         "head), which a HookedTransformer cannot express")
     return {
         "n_layers": c.n_layer,
         "d_model": c.n_embd,

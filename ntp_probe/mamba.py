@@ -19,6 +19,7 @@ There is no attention: ``want_attn`` gives ``attentions=None``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -145,15 +146,33 @@ class Mamba(nn.Module):
         want_attn: bool = False,
         want_hidden: bool = False,
         all_heads: bool = False,
+        edit: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+        knockout: torch.Tensor | None = None,
+        want_parts: bool = False,
     ) -> Output:
+        """The causal probes' hooks, as the GPT's: ``edit(layer, x)`` reads and may replace the residual stream
+        after the embeddings (0) and each block; ``want_parts`` records each block's mixer output
+        (``block i mixer``). ``knockout`` has no meaning without attention keys: a ValueError."""
         B, T = idx.shape
         past = cache.length if cache is not None else 0
         if past + T > self.config.block_size:
             raise ValueError(f"sequence of {past + T} tokens exceeds the model's context of {self.config.block_size}")
+        if knockout is not None:
+            raise ValueError("a Mamba model has no attention keys to knock out")
         x = self.drop(self.wte(idx))
+        if edit is not None:
+            x = edit(0, x)
         hidden = [x] if want_hidden else None
+        parts = [] if want_parts else None
         for i, block in enumerate(self.blocks):
-            x = block(x, cache, i)
+            if want_parts:
+                m = block.mixer(block.norm(x), cache, i)
+                parts.append((f"block {i + 1} mixer", m))
+                x = x + m
+            else:
+                x = block(x, cache, i)
+            if edit is not None:
+                x = edit(i + 1, x)
             if want_hidden:
                 hidden.append(x)
         if cache is not None:
@@ -162,7 +181,15 @@ class Mamba(nn.Module):
         if all_heads:
             extra = [self.lm_head(self.ln_f(head(x))) for head in self.future]  # heads see the whole sequence, no cache
             logits = torch.stack([logits, *extra], dim=2)
-        return Output(logits, None, hidden)
+        return Output(logits, None, hidden, parts)
+
+    def resume(self, idx: torch.Tensor, x: torch.Tensor, layer: int, row: int) -> torch.Tensor:
+        """Head-0 logits [B, V] at ``row`` from a residual stream ``x`` taken after ``layer`` (0: the embeddings):
+        the later blocks only (all positions up to ``row``: the scan is causal)."""
+        x = x[:, : row + 1]
+        for i in range(layer, len(self.blocks)):
+            x = self.blocks[i](x, None, i)
+        return self.lm_head(self.ln_f(x[:, row]))
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """Logit lens: final LayerNorm + unembedding applied to a residual-stream state."""

@@ -9,6 +9,7 @@ layer (for the logit lens), and ``n_future`` extra output heads for multi-token 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -30,6 +31,8 @@ class GPTConfig:
     causal: bool = True  # False: bidirectional attention (the mlm-u objective); no KV cache then
     hidden_token: int = -1  # mlm-u --drop-masked: this token id (the mask) is a query only, embedded as its
     # position alone and attended to by no other position, as if dropped from the encoder (-1: none)
+    bst: bool = False  # the Belief State Transformer (bst.py): this GPT is its forward encoder, beside a backward
+    # encoder and a next/previous-token head
     d_state: int = 16  # Mamba only: SSM state size per channel
     d_conv: int = 4  # Mamba only: causal depthwise conv width
     expand: int = 2  # Mamba only: inner width = expand * n_embd
@@ -76,8 +79,10 @@ class CausalSelfAttention(nn.Module):
         self.causal = cfg.causal
 
     def forward(self, x, cache: KVCache | None = None, layer: int = 0, want_attn: bool = False,
-                mask: torch.Tensor | None = None):
-        """``mask`` ([B, 1, T, T_total] bool, True = may attend) replaces the causal mask in padded batches."""
+                mask: torch.Tensor | None = None, parts: list | None = None):
+        """``mask`` ([B, 1, T, T_total] bool, True = may attend) replaces the causal mask in padded batches.
+        ``parts`` (a list): each head's output as it enters the residual stream ([B, T, C], ``c_proj``'s slice
+        of the head, no bias) and the bias are appended to it, named ``head h`` (from 1) and ``attn bias``."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
@@ -120,6 +125,12 @@ class CausalSelfAttention(nn.Module):
         else:
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if parts is not None:
+            w = self.c_proj.weight.view(C, self.n_head, C // self.n_head)  # [C_out, heads, head dim]
+            per_head = torch.einsum("bhtd,chd->hbtc", y.to(w.dtype), w)
+            parts += [(f"head {h + 1}", per_head[h]) for h in range(self.n_head)]
+            if self.c_proj.bias is not None:
+                parts.append(("attn bias", self.c_proj.bias.expand(B, T, C)))
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y)), attn
 
@@ -151,10 +162,13 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cache=None, layer=0, want_attn=False, mask=None):
-        a, attn = self.attn(self.ln_1(x), cache, layer, want_attn, mask)
+    def forward(self, x, cache=None, layer=0, want_attn=False, mask=None, parts=None):
+        a, attn = self.attn(self.ln_1(x), cache, layer, want_attn, mask, parts)
         x = x + a
-        return x + self.mlp(self.ln_2(x)), attn
+        m = self.mlp(self.ln_2(x))
+        if parts is not None:
+            parts.append(("mlp", m))
+        return x + m, attn
 
 
 @dataclass
@@ -162,6 +176,8 @@ class Output:
     logits: torch.Tensor  # [B, T, V] (head 0), or [B, T, H, V] with all_heads
     attentions: list[torch.Tensor] | None = None  # per layer [B, heads, T, T_total]
     hidden: list[torch.Tensor] | None = None  # residual stream: embeddings, then after each layer
+    parts: list[tuple[str, torch.Tensor]] | None = None  # what each layer writes into the residual stream: (name,
+    # [B, T, C]); with the embeddings (``hidden[0]``) they sum to the last layer's residual (want_parts)
 
 
 class GPT(nn.Module):
@@ -204,7 +220,90 @@ class GPT(nn.Module):
         want_attn: bool = False,
         want_hidden: bool = False,
         all_heads: bool = False,
+        edit: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+        knockout: torch.Tensor | None = None,
+        want_parts: bool = False,
     ) -> Output:
+        """The causal probes' hooks: ``edit(layer, x)`` reads the residual stream [B, T, C] after the embeddings
+        (layer 0) and after each block (layer i + 1) and returns it, changed or not (activation patching);
+        ``knockout`` ([B, T] bool) hides those positions as keys from every other position (each still sees
+        itself); ``want_parts`` records each head's, attention bias's and MLP's output (``Output.parts``)."""
+        parts = [] if want_parts else None
+        x, mask, attns, hidden = self.trunk(idx, cache, want_attn, want_hidden, edit, knockout, parts)
+        logits = self.readout(x)
+        if all_heads:
+            extra = [self.lm_head(self.ln_f(head(x, mask=mask)[0])) for head in self.future]
+            logits = torch.stack([logits, *extra], dim=2)
+        return Output(logits, attns, hidden, parts)
+
+    def trunk(self, idx: torch.Tensor, cache: KVCache | None = None, want_attn: bool = False, want_hidden: bool = False,
+              edit: Callable[[int, torch.Tensor], torch.Tensor] | None = None, knockout: torch.Tensor | None = None,
+              parts: list | None = None):
+        """The residual stream after the last block [B, T, C], the attention mask used (None: the plain causal
+        one), and the attentions and residual streams asked for; ``edit``, ``knockout`` and ``parts`` as ``forward``'s
+        hooks (``parts``: a list the parts are appended to)."""
+        x, mask = self._embed(idx, cache)
+        if knockout is not None:
+            mask = self._knock_out(knockout, mask)
+        if edit is not None:
+            x = edit(0, x)
+        attns, hidden = ([] if want_attn else None), ([x] if want_hidden else None)
+        for i, block in enumerate(self.blocks):
+            layer_parts = [] if parts is not None else None
+            x, a = block(x, cache, i, want_attn, mask, layer_parts)
+            if parts is not None:
+                parts += [(f"block {i + 1} {name}", t) for name, t in layer_parts]
+            if edit is not None:
+                x = edit(i + 1, x)
+            if want_attn:
+                attns.append(a)
+            if want_hidden:
+                hidden.append(x)
+        return x, mask, attns, hidden
+
+    def resume(self, idx: torch.Tensor, x: torch.Tensor, layer: int, row: int) -> torch.Tensor:
+        """Head-0 logits [B, V] at position ``row`` from a residual stream ``x`` taken after ``layer`` (0: the
+        embeddings) for the input ``idx`` (its masks): the blocks after ``layer`` only, no cache, the last of them
+        for ``row``'s query alone. Patching runs each layer's grid from the layer it patches."""
+        _, mask = self._embed(idx, None)
+        n = len(self.blocks)
+        for i in range(layer, n - 1):
+            x, _ = self.blocks[i](x, None, i, False, mask)
+        if layer < n:
+            x = self._block_at(self.blocks[n - 1], x, mask, row)
+        else:
+            x = x[:, row]
+        return self.readout(x)
+
+    def _block_at(self, block: Block, x: torch.Tensor, mask: torch.Tensor | None, row: int) -> torch.Tensor:
+        """A block's output [B, C] at one position: every key and value, one query (what the readout needs)."""
+        B, T, C = x.shape
+        att = block.attn
+        h = att.c_attn(block.ln_1(x))
+        q, k, v = h[:, row:row + 1, :C], h[..., C:2 * C], h[..., 2 * C:]
+        q, k, v = (t.view(B, t.shape[1], att.n_head, C // att.n_head).transpose(1, 2) for t in (q, k, v))
+        if mask is None:
+            keys = torch.arange(T, device=x.device)
+            m = ((keys <= row) if self.config.causal else torch.ones(T, dtype=torch.bool, device=x.device))[None, None, None]
+        else:
+            m = mask[:, :, row:row + 1]
+        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
+        p = scores.masked_fill(~m, float("-inf")).softmax(dim=-1, dtype=torch.float32)
+        y = (p.to(v.dtype) @ v).transpose(1, 2).reshape(B, C)
+        xr = x[:, row] + att.c_proj(y)
+        return xr + block.mlp(block.ln_2(xr))
+
+    def _knock_out(self, keys: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The attention mask with ``keys`` ([B, T] bool) seen by no position but itself."""
+        B, T = keys.shape
+        if mask is None:
+            mask = torch.ones(T, T, dtype=torch.bool, device=keys.device)
+            mask = (mask.tril() if self.config.causal else mask)[None, None]
+        own = torch.eye(T, dtype=torch.bool, device=keys.device)
+        return mask & (~keys[:, None, :] | own)[:, None]
+
+    def _embed(self, idx: torch.Tensor, cache: KVCache | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The embeddings [B, T, C] (token + position) and the attention mask (None: the plain causal model)."""
         B, T = idx.shape
         past = cache.length if cache is not None else 0
         if past + T > self.config.block_size:
@@ -220,19 +319,7 @@ class GPT(nn.Module):
         if self.config.hidden_token >= 0 and bool((hid := idx == self.config.hidden_token).any()):
             tok = tok.masked_fill(hid[..., None], 0.0)
             mask = self._hide(hid, mask, past)
-        x = self.drop(tok + self.wpe(pos))
-        attns, hidden = ([] if want_attn else None), ([x] if want_hidden else None)
-        for i, block in enumerate(self.blocks):
-            x, a = block(x, cache, i, want_attn, mask)
-            if want_attn:
-                attns.append(a)
-            if want_hidden:
-                hidden.append(x)
-        logits = self.lm_head(self.ln_f(x))
-        if all_heads:
-            extra = [self.lm_head(self.ln_f(head(x, mask=mask)[0])) for head in self.future]
-            logits = torch.stack([logits, *extra], dim=2)
-        return Output(logits, attns, hidden)
+        return self.drop(tok + self.wpe(pos)), mask
 
     def _padding(self, pad: torch.Tensor, cache: KVCache | None, past: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions [B, T] counted from each row's first real token, and the attention mask [B, 1, T, past+T]:

@@ -217,8 +217,9 @@ def watch_view(rows: list[dict]):
         last, task = r["last"], r["task"]
         what = (f"{r['objective']} {_shape(task)} N={task['nodes']}" if r["objective"]
                 else "no checkpoint yet" if r["step"] else "starting")
+        name = f"{r['run']}@{r['step']}" if r.get("checkpoint") else r["run"]  # RUN@STEP: a kept checkpoint
         t.add_row(
-            f"{r['run']}\n[dim]{what}[/]", f"[{colour[r['state']]}]{r['state']}[/]" + (f"\n[dim]pid {r['pid']}[/]" if r["pid"] else ""),
+            f"{name}\n[dim]{what}[/]", f"[{colour[r['state']]}]{r['state']}[/]" + (f"\n[dim]pid {r['pid']}[/]" if r["pid"] else ""),
             f"{r['step']}/{r['steps'] or '?'}", _f(r["seconds_per_step"], 2), _duration(r["eta_s"]),
             _f(last.get("accuracy")), _f(last.get("decision_accuracy")), _f(last.get("forced_after_decision")),
         )
@@ -233,4 +234,71 @@ def watch_view(rows: list[dict]):
             text.append(f"  pos {p} {sparkline([c['per_position'][p] for c in curve])} {curve[-1]['per_position'][p]:.2f}\n")
         text.append(f"  all   {sparkline([c['accuracy'] for c in curve])} {curve[-1]['accuracy']:.3f}")
         parts.append(text)
+    return Group(*parts)
+
+
+def _heat_style(v: float | None) -> str:
+    """A background colour for a normalized patching effect: blue below 0, red above, white near 0."""
+    if v is None:
+        return "on grey23"
+    x = max(-1.0, min(1.0, v))
+    k = int(round(abs(x) * 5))
+    reds = ["grey15", "grey30", "indian_red", "red3", "red1", "bright_red"]
+    blues = ["grey15", "grey30", "steel_blue", "blue3", "blue1", "bright_blue"]
+    return f"on {(reds if x >= 0 else blues)[k]}"
+
+
+def patch_view(res: dict):
+    """``ntp-probe patch``: the heat map (layers × input tokens), the strongest cells, knock-out and attribution."""
+    from rich.console import Group
+    from rich.text import Text
+
+    n = f", mean of {res['count']:,} graphs" if "count" in res else ""
+    head = Text.from_markup(
+        f"[bold]{escape(res['model'])}[/]: {res['pair']} pair, answer token {res['step']}{n} — logit difference "
+        f"clean {_f(res['clean'], 3)}, corrupt {_f(res['corrupt'], 3)}")
+    norm = res["normalized"]
+    defined = any(v is not None for row in norm for v in row)
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0), title_justify="left",
+              title="normalized effect of patching each (layer, token) with the clean run" if defined
+              else "patched − corrupt logit difference (clean = corrupt here: nothing to normalize by)")
+    t.add_column("layer", no_wrap=True, style="bold", min_width=max(len(x) for x in res["layers"]) + 1)
+    from .probing.patching import position_labels, top_cells
+
+    labels = position_labels(res["tokens"]) if "count" in res else res["tokens"]
+    for tok in labels:
+        t.add_column(escape(tok), justify="center", no_wrap=True, min_width=2)
+    for name, row, grow in zip(res["layers"], norm, res["grid"]):
+        vals = row if defined else [g - res["corrupt"] for g in grow]
+        t.add_row(name, *[Text(" " if v is None or abs(v) < 0.05 else f"{int(round(min(abs(v), 0.9) * 10))}",
+                               style=_heat_style(v)) for v in vals])
+    parts = [head, t, Text("digits: |effect| in tenths (9 = 0.9 or more); red raises, blue lowers the clean answer's "
+                           "lead", style="dim")]
+    if defined:
+        cells = top_cells(res)
+        parts.append(Text("strongest: " + ", ".join(f"{layer} @ {escape(labels[p])} (#{p + 1}) {v:+.2f}"
+                                                   for layer, p, _, v in cells)))
+    if "edges" in res:
+        e = _compact("edge knock-out: each edge's tokens hidden from every attention")
+        one = "edge" in (res["edges"][0] if res["edges"] else {})
+        e.add_column("edge" if one else "role")
+        if one:
+            e.add_column("role")
+        else:
+            e.add_column("edges", justify="right")
+        e.add_column("Δ p(correct)", justify="right")
+        e.add_column("Δ logit diff", justify="right")
+        for r in res["edges"]:
+            first = [r["edge"], r["role"]] if one else [r["role"], f"{r['edges']:,}"]
+            e.add_row(*first, f"{r['delta_p']:+.3f}", f"{r['delta_logit']:+.3f}")
+        parts.append(e)
+    if "attribution" in res:
+        a = res["attribution"]
+        who = f" ({a['correct']} vs {a['wrong']})" if a["correct"] is not None else " (mean)"
+        d = _compact(f"direct logit attribution of correct − best wrong{who}: {a['logit_diff']:+.3f}")
+        d.add_column("term")
+        d.add_column("logits", justify="right")
+        for term in a["terms"]:
+            d.add_row(term["name"], f"{term['value']:+.3f}")
+        parts.append(d)
     return Group(*parts)

@@ -68,10 +68,26 @@ def _lock_held(run: Path) -> bool | None:
     return False
 
 
-def owner(run: Path) -> int | None:
-    """The pid of the live process training ``run``, or None (nobody holds its lock)."""
+def _lock_listed(run: Path) -> bool | None:
+    """Whether the kernel lists a ``flock`` on the run's lock file (``/proc/locks``, Linux), found without taking
+    any lock; None where it cannot tell (no lock file, no ``/proc/locks``)."""
+    try:
+        ino = str(os.stat(run / LOCK_FILE).st_ino)
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():  # "1: FLOCK  ADVISORY  WRITE 5540 fe:00:2146323 0 EOF" ("-> FLOCK": a waiter)
+        f = line.split()
+        if len(f) >= 6 and f[1] == "FLOCK" and f[5].rpartition(":")[2] == ino:
+            return True
+    return False
+
+
+def owner(run: Path, peek: bool = False) -> int | None:
+    """The pid of the live process training ``run``, or None (nobody holds its lock). ``peek``: without taking
+    even a momentary shared lock (a follower polling every second), from ``/proc/locks`` or else the pid file."""
     pid = _read_pid(run)
-    held = _lock_held(run)
+    held = _lock_listed(run) if peek else _lock_held(run)
     if held is None:  # no lock file: trust the pid file if its process lives
         return pid if pid is not None and _alive(pid) else None
     if not held:
@@ -281,13 +297,20 @@ def _finite(x, default):
     return float(x) if is_real(x) and math.isfinite(x) and x >= 0 else default
 
 
-def status(run: str | Path) -> dict:
-    """Where a run directory stands: state, step/steps, speed, ETA, the last evaluation and the curve."""
+def status(run: str | Path, at: int | None = None, peek: bool = False) -> dict:
+    """Where a run directory stands: state, step/steps, speed, ETA, the last evaluation and the curve.
+    ``at``: as of a kept checkpoint (``RUN@STEP``): that step, its evaluation, the curve up to it.
+    ``peek``: tell whether it runs without touching its lock (``owner``)."""
     run = Path(run)
     state = run / ckpt.STATE_FILE
     if not run.is_dir():
         raise UsageError(f"{run}: no such run directory")
-    pid = owner(run)
+    kept = None
+    if at is not None:
+        from .follow import resolve_at
+
+        kept = resolve_at(f"{run}@{at}")[0]  # a step it did not keep: one line
+    pid = owner(run, peek)
     if not state.is_file() and not (run / METRICS_FILE).is_file() and pid is None:
         raise UsageError(f"{run}: not a training run (no {ckpt.STATE_FILE} or {METRICS_FILE})")
     meta = ckpt.read_state_meta(state) if state.is_file() else {}
@@ -311,7 +334,10 @@ def status(run: str | Path) -> dict:
         state_name = "stopped"
     per_step = wall / step if step else None
     eta = (steps - step) * per_step if per_step is not None and steps and state_name in ("running", "stopped") else None
-    return {
+    if kept is not None:  # as of the kept step: the run's state and speed stay the run's own
+        curve = [r for r in curve if r["step"] <= at]
+        last, step = next((r for r in curve if r["step"] == at), {}), at
+    row = {
         "run": str(run),
         "state": state_name,
         "pid": pid,
@@ -327,12 +353,20 @@ def status(run: str | Path) -> dict:
                                       "per_position") if k in last},
         "curve": [{k: r.get(k) for k in ("step", "accuracy", "per_position")} for r in curve],
     }
+    if kept is not None:
+        row["checkpoint"] = str(kept)
+    return row
 
 
 def statuses(runs: list[Path]) -> list[dict]:
     """``status`` of each run; a run directory that holds runs (one per objective) is expanded."""
+    from .follow import split_at
+
     out = []
     for r in runs:
+        if (at := split_at(r)) is not None:  # RUN@STEP: the run as of a kept checkpoint
+            out.append(status(at[0], at=at[1]))
+            continue
         if r.is_dir() and not any((r / f).exists() for f in (ckpt.STATE_FILE, METRICS_FILE, PID_FILE)):
             subs = sorted(p for p in r.iterdir() if any((p / f).is_file() for f in (ckpt.STATE_FILE, PID_FILE)))
             if subs:

@@ -462,6 +462,30 @@ class GraphBatch:
         return GraphBatch(edges, start, goal, path)
 
 
+def with_goals(batch: GraphBatch, k: int, generator: torch.Generator | None = None) -> GraphBatch:
+    """Structured samples (Frydenlund 2025): each graph of a one-shape batch ``k`` times in a row, with ``k``
+    different goals — the leaves of ``k`` distinct arms drawn at random (seeded); the edges, in their order, kept."""
+    B, E, _ = batch.edges.shape
+    l = batch.path.shape[1]
+    d = E // max(l - 1, 1)
+    if batch.padded or not 1 <= k <= d:
+        raise ValueError(f"with_goals: {k} goals need a one-shape batch of degree ≥ {k}")
+    dev = batch.start.device
+    u, v = batch.edges[..., 0], batch.edges[..., 1]
+    from_start = u == batch.start[:, None]
+    arm = [v[from_start].view(B, d)]  # each arm's first node, in edge order
+    child = torch.full((B, int(batch.edges.max()) + 1), -1, dtype=torch.long, device=dev)
+    rows = torch.arange(B, device=dev)[:, None].expand(B, E)
+    child[rows[~from_start], u[~from_start]] = v[~from_start]  # off the start every node has one child
+    for _ in range(l - 2):
+        arm.append(child[torch.arange(B, device=dev)[:, None], arm[-1]])
+    arms = torch.stack(arm, dim=2)  # [B, d, l-1]
+    pick = torch.rand(B, d, generator=generator, device=dev).argsort(dim=1)[:, :k]
+    chosen = torch.gather(arms, 1, pick[:, :, None].expand(B, k, l - 1))
+    path = torch.cat([batch.start[:, None, None].expand(B, k, 1), chosen], dim=2).reshape(B * k, l)
+    return GraphBatch(batch.edges.repeat_interleave(k, 0), batch.start.repeat_interleave(k, 0), path[:, -1].clone(), path)
+
+
 # ------------------------------------------------------------------------------------------------
 # Topology sets: the shapes a model is trained on
 

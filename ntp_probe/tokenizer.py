@@ -1,6 +1,8 @@
 """Token ids, the original repository's numbering: node i -> i, '|' -> N, '=' -> N+1, '/' -> N+2, '$' -> N+3.
 
-Commas are dropped, so the question ``u,v|u,v/s,g=`` becomes ``u v | u v / s g =``.
+Commas are dropped, so the question ``u,v|u,v/s,g=`` becomes ``u v | u v / s g =``. The query-first layout
+(``train --query-first``, Frydenlund 2025) puts the query before the edge list: ``s g / u v | u v =``; the data
+files keep the original format either way.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ PAD = -1  # padding: no token; the model masks it out (keys), and position ids s
 @dataclass(frozen=True)
 class Tokenizer:
     nodes: int
+    query_first: bool = False  # 's g / edges =' instead of 'edges / s g ='
 
     @property
     def pipe(self) -> int:
@@ -44,10 +47,15 @@ class Tokenizer:
         return 3 * num_edges - 1 + 4
 
     @staticmethod
-    def edge_node_mask(num_edges: int) -> torch.Tensor:
+    def edge_node_mask(num_edges: int, query_first: bool = False) -> torch.Tensor:
         """[question_len] bool: the positions of the edges' node ids (not the '|' between edges, not the query)."""
-        pos = torch.arange(Tokenizer.question_len(num_edges))
-        return (pos < 3 * num_edges - 1) & (pos % 3 != 2)
+        pos = torch.arange(Tokenizer.question_len(num_edges)) - (3 if query_first else 0)
+        return (pos >= 0) & (pos < 3 * num_edges - 1) & (pos % 3 != 2)
+
+    @property
+    def edges_offset(self) -> int:
+        """Where the edge list starts in a question: 0, or 3 after the query's 's g /'."""
+        return 3 if self.query_first else 0
 
     def question(self, g: Graph) -> list[int]:
         ids: list[int] = []
@@ -55,6 +63,8 @@ class Tokenizer:
             if i:
                 ids.append(self.pipe)
             ids += [u, v]
+        if self.query_first:
+            return [g.start, g.goal, self.slash] + ids + [self.eq]
         return ids + [self.slash, g.start, g.goal, self.eq]
 
     def questions(self, batch: GraphBatch) -> torch.Tensor:
@@ -66,11 +76,18 @@ class Tokenizer:
         if E and bool((batch.edges[:, 0, 0] < 0).any()):  # a padded batch: pad edges give pad tokens, pipe included
             body = torch.where(batch.edges[..., :1] < 0, torch.full_like(body, PAD), body)
         body = body.view(B, 3 * E)[:, :-1]
-        tail = torch.stack(
-            [torch.full_like(batch.start, self.slash), batch.start, batch.goal, torch.full_like(batch.start, self.eq)],
-            dim=1,
-        )
-        return torch.cat([body, tail], dim=1)
+        eq = torch.full_like(batch.start, self.eq)[:, None]
+        if self.query_first:
+            head = torch.stack([batch.start, batch.goal, torch.full_like(batch.start, self.slash)], dim=1)
+            q = torch.cat([head, body, eq], dim=1)
+            pads = (body == PAD).sum(1)  # a padded batch: move each row's pads (the body's first) to the very left
+            if bool(pads.any()):
+                col = torch.arange(q.shape[1], device=dev)[None, :]
+                order = torch.where(col < pads[:, None], col + 3, torch.where(col < pads[:, None] + 3, col - pads[:, None], col))
+                q = torch.gather(q, 1, order)
+            return q
+        tail = torch.stack([torch.full_like(batch.start, self.slash), batch.start, batch.goal], dim=1)
+        return torch.cat([body, tail, eq], dim=1)
 
     def token_str(self, i: int) -> str:
         if 0 <= i < self.nodes:
@@ -78,6 +95,7 @@ class Tokenizer:
         return {self.pipe: "|", self.eq: "=", self.slash: "/", self.dollar: "$"}.get(i, f"<{i}>")
 
     def edge_of_position(self, g: Graph, pos: int) -> tuple[int, int] | None:
-        """The edge (u, v) a question position belongs to (None for the '/s g =' tail)."""
+        """The edge (u, v) a question position belongs to (None for the query and the '=')."""
+        pos -= self.edges_offset
         i = pos // 3
-        return g.edges[i] if i < len(g.edges) and pos < 3 * len(g.edges) - 1 else None
+        return g.edges[i] if 0 <= pos and i < len(g.edges) and pos < 3 * len(g.edges) - 1 else None

@@ -35,12 +35,13 @@ from .atomic import atomic_write_text, remove_stale_temps
 from .checkpoint import ARCHS, LoadedModel, TaskSpec
 from .errors import NtpProbeError, UsageError, WriteError
 from .evaluate import evaluate
+from .follow import KEPT_DIR, kept_files, kept_name
 from .limits import check_task_size
 from .model import GPTConfig
 from .runs import LOCK_FILE, METRICS_FILE, PID_FILE, PROGRESS_FILE, RunLock, check_record
 from .safejson import is_int
 from .safejson import loads as safe_loads
-from .task import GraphBatch, Topologies, generate_set, read_lines, shape_of, where
+from .task import GraphBatch, Topologies, generate_set, read_lines, shape_of, where, with_goals
 from .tokenizer import Tokenizer
 
 
@@ -52,6 +53,10 @@ class TrainConfig:
     objective: str = "next-token"
     future: int = 4  # heads for multi-token
     mix: float = 0.5  # hybrid: weight of the teacherless loss
+    drop_rate: float = 0.5  # answer-dropout: probability of dropping an answer input (a row's span, in span mode)
+    drop_mode: str = "token"  # answer-dropout: token, span or replace
+    targets_per_graph: int = 1  # structured samples: each graph of a batch K times, with K different goals
+    query_first: bool = False  # the question's layout: the query 's g /' before the edge list
     arch: str = "gpt"
     d_state: int = 16  # mamba: SSM state per channel
     expand: int = 2  # mamba: inner width = expand * d_model
@@ -76,6 +81,7 @@ class TrainConfig:
     mask_question: bool = False  # mlm-u: mask the edge list's node ids too, at the same rate
     drop_masked: bool = False  # mlm-u: masked tokens are position-only queries that nothing attends to
     init_from: str | None = None  # warm start (curriculum): a trained model's weights, e.g. one on a smaller graph
+    keep_checkpoints: bool = False  # keep every evaluation step's weights as kept/step-N.safetensors (RUN@STEP)
 
 
 Callback = Callable[[dict], None]
@@ -203,7 +209,7 @@ class DataStream:
 
     def __init__(self, cfg: TrainConfig, device: torch.device, rank: int = 0, graphs: list | None = None):
         self.cfg, self.device, self.rank = cfg, device, rank
-        self.tok = Tokenizer(cfg.nodes)
+        self.tok = Tokenizer(cfg.nodes, cfg.query_first)
         self.topologies = Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes)
         self.objective = make_objective(cfg)
         self.pool: GraphBatch | None = None
@@ -218,12 +224,16 @@ class DataStream:
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, gen = self.cfg, self.generator(step)
+        k = cfg.targets_per_graph
+        count = cfg.batch_size // k  # structured samples: each graph k times, with k goals
         if self.pool is None:
             # a topology set: each graph's shape drawn uniformly (one shape: exactly generate(), as always)
-            b = generate_set(self.topologies, cfg.nodes, cfg.batch_size, generator=gen, device=self.device)
+            b = generate_set(self.topologies, cfg.nodes, count, generator=gen, device=self.device)
         else:
-            idx = torch.randint(len(self.pool), (cfg.batch_size,), generator=gen, device=self.device)
+            idx = torch.randint(len(self.pool), (count,), generator=gen, device=self.device)
             b = self.pool[idx]
+        if k > 1:
+            b = with_goals(b, k, gen)
         q = self.tok.questions(b)
         return self.objective.train_batch(q, self.objective.answer(b.path), self.tok.dollar, gen)
 
@@ -265,8 +275,16 @@ def validate(cfg: TrainConfig) -> Objective:
     if cfg.amp not in ("auto", "fp32", "bf16"):
         raise UsageError(f"--amp {cfg.amp}: choose auto, fp32 or bf16")
     objective = make_objective(cfg)
+    L.check_int("--targets-per-graph", cfg.targets_per_graph, 1, topologies.max_degree)
+    if cfg.targets_per_graph > 1:
+        if topologies.mixed:
+            raise UsageError(f"--targets-per-graph {cfg.targets_per_graph} needs one shape, not a set ({topologies.label()})")
+        if cfg.batch_size % cfg.targets_per_graph:
+            raise UsageError(f"--batch-size {cfg.batch_size} is not a multiple of --targets-per-graph {cfg.targets_per_graph}")
     if not objective.causal and cfg.arch != "gpt":
         raise UsageError(f"--objective {cfg.objective} needs bidirectional attention: use --arch gpt")
+    if objective.gpt_only and cfg.arch != "gpt":
+        raise UsageError(f"--objective {cfg.objective} {objective.gpt_only}: use --arch gpt")
     if topologies.mixed and not objective.mixed_shapes:
         raise UsageError(f"--objective {cfg.objective} trains on one shape only; a topology set "
                          f"({topologies.label()}) needs next-token, reverse or multi-token")
@@ -295,7 +313,7 @@ def check_train_file(graphs: list, topologies: Topologies) -> None:
 
 def task_spec(cfg: TrainConfig) -> TaskSpec:
     """The run's task: one shape, or a topology set (sized by its largest shape)."""
-    return TaskSpec.of(Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes), cfg.nodes)
+    return TaskSpec.of(Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes), cfg.nodes, cfg.query_first)
 
 
 def model_config(cfg: TrainConfig, objective: Objective) -> GPTConfig:
@@ -397,6 +415,9 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
     """Under the run's lock: sweep dead temp files, then check the run (resume) or clear it (force). Rank 0 only."""
     try:
         remove_stale_temps(out, (*RUN_FILES, PID_FILE, PROGRESS_FILE))  # left by a kill -9 mid-write
+        for tmp in (out / KEPT_DIR).glob(".step-*.tmp"):  # a kept checkpoint's, likewise
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         if resume:
             if not (out / ckpt.STATE_FILE).is_file():
                 raise _no_state(out)
@@ -410,6 +431,8 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
             for name in RUN_FILES:
                 with contextlib.suppress(FileNotFoundError):
                     (out / name).unlink()
+            for kept in kept_files(out).values():  # the old run's kept steps are not this run's
+                kept.unlink()
         probe = out / ".write-test"
         probe.write_text("")
         probe.unlink()
@@ -419,8 +442,8 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
 
 def _check_resumable(out: Path, cfg: TrainConfig) -> None:
     saved = ckpt.read_state_meta(out / ckpt.STATE_FILE).get("train", {})
-    for key in ("degree", "path_len", "nodes", "objective", "future", "mix", "layers", "d_model", "heads", "arch", "seed",
-                "batch_size"):
+    for key in ("degree", "path_len", "nodes", "objective", "future", "mix", "drop_rate", "drop_mode", "targets_per_graph",
+                "query_first", "layers", "d_model", "heads", "arch", "seed", "batch_size"):
         if key in saved and saved[key] != getattr(cfg, key):
             raise UsageError(f"--resume: {key}={getattr(cfg, key)!r} differs from the run's {saved[key]!r}")
 
@@ -471,6 +494,7 @@ def setup(cfg: TrainConfig, out: Path, objective: Objective, dist: Distributed, 
         run.loss_sum, run.loss_n = float(state.get("loss_sum", 0.0)), int(state.get("loss_n", 0))
         if dist.is_main:
             _trim_metrics(out / METRICS_FILE, run.start_step)
+            _trim_kept(out, run.start_step)
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -498,6 +522,17 @@ def _trim_metrics(path: Path, upto_step: int) -> None:
         raise WriteError(f"{path}: cannot rewrite the metrics log ({e.strerror or e}); it is unchanged") from None
 
 
+def _trim_kept(out: Path, upto_step: int) -> None:
+    """Keep the kept checkpoints up to the resumed step: a later one (saved before a kill, its state not) is
+    written again, the same, when the resumed run gets there."""
+    for step, path in kept_files(out).items():
+        if step > upto_step:
+            try:
+                path.unlink()
+            except OSError as e:
+                raise WriteError(f"{path}: cannot remove a kept checkpoint past step {upto_step} ({e.strerror or e})") from None
+
+
 def _append_metric(path: Path, rec: dict) -> None:
     """One whole line per evaluation: a line torn by a kill is dropped by ``_trim_metrics`` on resume."""
     try:
@@ -510,8 +545,10 @@ def _append_metric(path: Path, rec: dict) -> None:
                          "evaluation is intact, continue with --resume") from None
 
 
-def save_checkpoint(run: Run, step: int, wall_s: float, metrics: dict, loss_sum: float, loss_n: int) -> None:
-    """``train_state`` (for --resume) then ``model.safetensors``; each write atomic. Rank 0 only."""
+def save_checkpoint(run: Run, step: int, wall_s: float, metrics: dict, loss_sum: float, loss_n: int,
+                    keep: bool = False) -> None:
+    """``train_state`` (for --resume), the kept copy of an evaluation step (``keep``, with --keep-checkpoints: the
+    same file as ``model.safetensors``, under ``kept/``), then ``model.safetensors``; each write atomic. Rank 0 only."""
     cfg, out = run.cfg, run.out
     device = run.dist.device
     summary = {
@@ -530,6 +567,9 @@ def save_checkpoint(run: Run, step: int, wall_s: float, metrics: dict, loss_sum:
         ckpt.save_state(out / ckpt.STATE_FILE, run.raw_model, run.opt, {"step": step, "wall_time_s": wall_s,
                                                                         "train": train_meta, "loss_sum": loss_sum,
                                                                         "loss_n": loss_n})
+        if keep:
+            (out / KEPT_DIR).mkdir(exist_ok=True)
+            ckpt.save(out / KEPT_DIR / kept_name(step), run.raw_model, meta)
         ckpt.save(out / ckpt.MODEL_FILE, run.raw_model, meta)
     except OSError as e:
         raise WriteError(f"{out}: cannot save the checkpoint of step {step} ({e.strerror or e}); the previous "
@@ -621,7 +661,7 @@ def loop(run: Run, lock: RunLock, emit: Callback, stop: _StopFlag | None = None)
             if at_eval and cfg.target_accuracy is not None:
                 stopped_early = dist.from_main(stopped_early)
             if (at_eval or halt or stopped_early) and dist.is_main:
-                save_checkpoint(run, step, wall(), metrics, loss_sum, loss_n)
+                save_checkpoint(run, step, wall(), metrics, loss_sum, loss_n, keep=at_eval and cfg.keep_checkpoints)
                 emit({"event": "save", "step": step})
             if halt or stopped_early:
                 interrupted = halt

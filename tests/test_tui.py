@@ -535,7 +535,8 @@ async def test_help_and_palette_are_built_from_the_bindings(lm):
     for b in app.BINDINGS:
         names = [k.strip() for k in b.key.split(",")]
         shown_as = {n: n for n in names} | {"right": "→", "left": "←", "question_mark": "?",
-                                             "right_square_bracket": "]", "left_square_bracket": "["}
+                                             "right_square_bracket": "]", "left_square_bracket": "[",
+                                             "comma": ",", "full_stop": "."}
         assert any(f"`{shown_as.get(n, n)}`" in table for n in names), f"README's key table lacks {b.key}"
 
 

@@ -28,11 +28,10 @@ import pkgutil
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+from ._shared import IGNORE  # noqa: F401  (re-exported: callers import it from the package)
 
 if TYPE_CHECKING:
     from .base import Objective
-
-IGNORE = -100  # target id that carries no loss
 
 REGISTRY: dict[str, type[Objective]] = {}
 

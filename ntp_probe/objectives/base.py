@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UsageError
-from . import IGNORE
+from ._shared import IGNORE
 
 if TYPE_CHECKING:
     from ..checkpoint import LoadedModel
@@ -112,6 +112,9 @@ class Objective:
     no_attention: ClassVar[str | None] = None  # why the attention view does not apply, when it does not
     coin_flip: ClassVar[str] = "the model has not learned to plan the arm. "  # the app's note on an unsure decision
     mixed_shapes: ClassVar[bool] = True  # trains and decodes padded batches of several shapes (topology sets)
+    gpt_only: ClassVar[str | None] = None  # why it needs --arch gpt, when it does (beyond bidirectional attention)
+    no_patching: ClassVar[str | None] = None  # why ``ntp-probe patch`` cannot run it, when it cannot (every shipped
+    # objective runs one forward pass of its network at a step, so none sets it)
 
     def __init__(self, **options):
         for key, default in self.options.items():

@@ -27,7 +27,8 @@ import torch
 
 from ..errors import UsageError
 from ..tokenizer import Tokenizer
-from . import IGNORE, register
+from . import register
+from ._shared import IGNORE
 from .base import Objective, Stepper
 
 
@@ -113,16 +114,18 @@ class MlmU(Objective):
         return y
 
     def train_batch(self, question, answer, dollar, generator=None):
-        return self.masked_batch(question, answer, dollar, generator, self._maskable(question))
+        return self.masked_batch(question, answer, dollar, generator, self._maskable(question, dollar))
 
-    def _maskable(self, question: torch.Tensor) -> torch.Tensor | None:
-        """With ``mask_question``: the question's edge-node positions (computed once per question length and device)."""
+    def _maskable(self, question: torch.Tensor, dollar: int) -> torch.Tensor | None:
+        """With ``mask_question``: the question's edge-node positions (computed once per question length, layout and
+        device; the query-first layout has its '/' at position 2, the tokenizer's id N+2 = dollar - 1)."""
         if not self.mask_question:
             return None
-        key = (question.shape[1], question.device)
+        query_first = question.shape[1] > 2 and bool((question[:, 2] == dollar - 1).all())
+        key = (question.shape[1], query_first, question.device)
         if getattr(self, "_maskable_for", (None,))[0] != key:
             num_edges = (question.shape[1] - 3) // 3  # Tokenizer.question_len inverted
-            self._maskable_for = (key, Tokenizer.edge_node_mask(num_edges).to(question.device))
+            self._maskable_for = (key, Tokenizer.edge_node_mask(num_edges, query_first).to(question.device))
         return self._maskable_for[1]
 
     def masked_batch(self, question: torch.Tensor, answer: torch.Tensor, mask: int,

@@ -5,13 +5,15 @@ How it fits together:
 * **Panels** (``widgets/``) are widgets with a ``probed`` reactive: a ``Probed`` snapshot (the session and what
   the worker computed about it). After each decode the app sets it on every panel, and each renders itself.
   Adding a panel is one widget module plus its line in ``compose``.
-* **Keys** are ``BINDINGS`` (description for the footer, tooltip for the help screen and the command palette,
+* **Keys** are ``BINDINGS`` (``keys.py``; description for the footer, tooltip for the help screen and the command palette,
   both built from them).
 * **Model work** only in thread workers. An action queues an ``Op`` (``ops.py``): a call of the probing API
   (``session.then(ProbeSession.step)``…); one worker at a time drains the queue in order, each op on the
   session the previous one returned, then decodes the comparison model (``session.mirror``, cached per state),
   the attention and the logit lens, and posts a ``Decoded`` message. Sessions handed to the UI are never
   changed again, so no key press is lost or applied out of order and rendering is safe.
+* The **why** panel (``y``) shows the causal probes at the token on show; the worker computes them only while it
+  is on show.
 * ``wait_idle()`` is the one way for tests and scripts to wait for the app.
 
 Torch is imported in the loading worker, so the first screen shows before the model is ready.
@@ -21,10 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -32,65 +32,31 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import get_current_worker
 
 from ..errors import NtpProbeError
 from . import compat  # noqa: F401 - Textual work-arounds (pagedown in a tiny terminal)
-from .paths import expand, file_error, writable_error
-from .ops import Op, OpQueue
-from .screens.modals import Prompt, TextModal, help_markdown
+from .paths import expand
+from .keys import KEYS
+from .ops import (DEFAULT_COMPARE, DEFAULT_MODEL, STAR_COMPARE, STAR_MODEL, Decoded, ModelsLoaded, Op, OpQueue,
+                  default_models, probe, shipped)
+from .ops import load_models as load_specs
+from .runview import RunView
+from .screens.modals import TextModal, help_markdown
+from .screens.prompts import force_prompt, line_prompt, open_prompt, save_prompt, split_line
 from .widgets.base import Probed, ShowsProbe, probe_panels
 from .widgets.compare import ComparePanel
 from .widgets.decoding import DecodingPanel
 from .widgets.distribution import DistributionPanel, TopK
-from .widgets.editor import GraphEditor
+from .widgets.editor import GraphEditor, random_graph
 from .widgets.inside import InsidePanel
+from .widgets.why import WhyPanel
+from .widgets.training import TrainingPanel
 
-DEFAULT_MODEL = "g2-5-next-token"
-DEFAULT_COMPARE = ("g2-5-reverse", "g2-5-teacherless")
-STAR_MODEL = "star-next-token"  # trained on every shape G(2..5, 3..6): any star a user types
-STAR_COMPARE = ("star-reverse", "star-teacherless")
-
-
-def shipped(name: str) -> bool:
-    """Whether a model NAME is in the model folders (``checkpoint.model_dirs``' order, without importing torch)."""
-    dirs = [Path(os.environ["NTP_PROBE_MODELS"])] if os.environ.get("NTP_PROBE_MODELS") else []
-    try:
-        dirs.append(Path.cwd() / "models")
-    except OSError:  # the working directory is gone
-        pass
-    dirs.append(Path(__file__).resolve().parents[2] / "models")
-    try:
-        return any((d / name / "model.safetensors").is_file() for d in dirs)
-    except OSError:
-        return False
-
-
-def default_models() -> tuple[str, tuple[str, ...]]:
-    """The app's models with no argument: star-next-token with star-reverse beside it when they exist, else the
-    G(2,5) ones."""
-    if shipped(STAR_MODEL):
-        return STAR_MODEL, tuple(m for m in STAR_COMPARE if shipped(m))
-    return DEFAULT_MODEL, DEFAULT_COMPARE
-
-
-@dataclass
-class ModelsLoaded(Message):
-    models: list
-    errors: list[str]
-    seconds: float
-
-
-@dataclass
-class Decoded(Message):
-    seq: int  # operations applied so far
-    probed: Probed | None  # None when no session exists yet (errors only)
-    errors: list[str]
-    loaded: str | None = None  # what an op loaded (a file line, a session): its graph goes in the editor
-
+__all__ = ["ProbeApp", "run", "shipped", "default_models", "DEFAULT_MODEL", "DEFAULT_COMPARE", "STAR_MODEL",
+           "STAR_COMPARE"]
 
 def _api():
     """The probing API's session class, imported when first needed (the app module itself imports no torch)."""
@@ -99,52 +65,17 @@ def _api():
     return ProbeSession
 
 
-class ProbeApp(App):
+class ProbeApp(RunView, App):
     """``ntp-probe tui [MODEL ...]``."""
 
     CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute: subclasses elsewhere find it too
     TITLE = "ntp-probe"
     SUB_TITLE = "loading model…"
 
-    # description: the footer's label; tooltip: the help screen's line and the palette's "title: help"
-    BINDINGS = [
-        Binding("right,n,space", "step", "Step", tooltip="Step: reveal the next answer token"),
-        Binding("left,p", "back", "Back", tooltip="Back: hide the last revealed answer token"),
-        Binding("g", "run_to_end", "To end", show=False, tooltip="Run to end: reveal the whole answer"),
-        Binding("0", "reset", "Reset", show=False, tooltip="Reset: back to answer token 1, nothing revealed"),
-        Binding("w", "wrong_arm", "Wrong arm!", key_display="w",
-                tooltip="Force the wrong arm (Clever Hans demo): the first node of another arm at the decision step"),
-        Binding("f", "force_typed", "Force id", show=False,
-                tooltip="Force a node by id: type the node to force at the answer token on show"),
-        Binding("u", "unforce", "Undo", tooltip="Undo force: remove the last forced token"),
-        Binding("x", "clear_forced", "Clear forced", show=False, tooltip="Clear forced tokens: remove every forced token"),
-        Binding("r", "random_graph", "Random", tooltip="Random graph: a fresh random graph of the model's topology"),
-        Binding("e", "edit_graph", "Edit", tooltip="Edit graph: type a graph (either format), validated as you type; "
-                "G(3,4) asks for a random graph of that shape"),
-        Binding("t", "next_shape", "Shape", show=False,
-                tooltip="Next shape: a random graph of the next shape G(d,l) of the model's topology set"),
-        Binding("escape", "leave_editor", "Leave editor", show=False, tooltip="Leave the editor: keys drive the app again"),
-        Binding("o", "open_line", "Open line", show=False, tooltip="Load a line from a data file: give path:line"),
-        Binding("c", "compare_next", "Compare", show=False,
-                tooltip="Compare with next model: cycle the model shown side by side"),
-        Binding("right_square_bracket", "head(1)", "Next head", show=False, tooltip="Next attention head: cycle layer·head"),
-        Binding("left_square_bracket", "head(-1)", "Prev head", show=False, tooltip="Previous attention head"),
-        Binding("i", "card", "Card", show=False, tooltip="Model card: objective, topology, training figures"),
-        Binding("d", "next_strategy", "Decoding", show=False,
-                tooltip="Next decoding strategy: greedy → sampling → beam search → perfect verifier (both models on show)"),
-        Binding("l", "toggle_lens", "Logit lens", show=False,
-                tooltip="Logit lens / attention: the answer token on show read out of every layer "
-                        "(p of the correct node vs the best wrong move)"),
-        Binding("question_mark,f1", "help", "Help", tooltip="Help: keys and what the screen shows"),
-        Binding("ctrl+s", "save_session", "Save session", show=False,
-                tooltip="Save session: model, graph, forced tokens and decoding as JSON (the file probe --save writes)"),
-        Binding("ctrl+o", "open_session", "Open session", show=False, tooltip="Open session: load a saved session file"),
-        Binding("s", "screenshot", "Screenshot", show=False, tooltip="Save screenshot: SVG in the current directory"),
-        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit"),
-    ]
+    BINDINGS = KEYS  # keys.py: the footer's label, the help screen's and the palette's line
 
     def __init__(self, models: Sequence | None = None, *, seed: int = 0, top_k: int = 10,
-                 graph: str | None = None) -> None:
+                 graph: str | None = None, follow: bool = False, follow_interval: float = 1.0) -> None:
         """``models``: specs (a file, a run directory, a shipped name) or already-loaded models."""
         super().__init__()
         main, compare = default_models()
@@ -163,17 +94,21 @@ class ProbeApp(App):
         self._last_line = ""
         self._loaded = False
         self._shown = 0  # ``applied`` as of the result on show
+        self.why = False  # the why panel on show: the worker computes the causal probes
+        self.init_run_view(follow, follow_interval)  # --follow, and replaying a run's kept checkpoints (runview.py)
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header()
         yield GraphEditor(id="top")
         yield DecodingPanel(id="decode")
+        yield WhyPanel("", id="why")
         with Horizontal(id="bottom"):
             yield DistributionPanel(self.top_k, id="dist")
             with Vertical(id="side"):
                 yield ComparePanel("", id="compare")
                 yield InsidePanel("", id="attention")
+        yield TrainingPanel(id="training")
         yield Footer()
 
     @property
@@ -243,37 +178,10 @@ class ProbeApp(App):
     # -- loading -----------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="load", name="load models")
     def load_models(self) -> None:
-        t0 = time.perf_counter()
-        models, errors = [], []
-        try:
-            import torch
-
-            torch.set_num_threads(1)  # tiny models: one thread is fastest and leaves the other cores alone
-            from ..checkpoint import load, resolve
-        except Exception as e:  # noqa: BLE001 - a broken torch install is a message, not a crash
-            self.post_message(ModelsLoaded([], [f"cannot import the engine: {e}"], 0.0))
-            return
-        for spec in self.specs:
-            if get_current_worker().is_cancelled:
-                return
-            if not isinstance(spec, (str, Path)):
-                models.append(spec)  # an already-loaded model (tests, notebooks)
-                continue
-            try:
-                if spec in self.optional:
-                    try:
-                        resolve(spec)
-                    except NtpProbeError:
-                        continue
-                models.append(load(spec))
-            except NtpProbeError as e:
-                errors.append(str(e))
-            except Exception as e:  # noqa: BLE001
-                errors.append(f"{spec}: cannot load ({e.__class__.__name__}: {e})")
-        # import what the main thread will need while still in the worker (torch is loaded by now)
-        from .. import cards, probing, task  # noqa: F401
-
-        self.post_message(ModelsLoaded(models, errors, time.perf_counter() - t0))
+        t0, worker = time.perf_counter(), get_current_worker()
+        got = load_specs(self.specs, self.optional, lambda: worker.is_cancelled)
+        if got is not None:
+            self.post_message(ModelsLoaded(*got, time.perf_counter() - t0))
 
     @on(ModelsLoaded)
     def _models_loaded(self, msg: ModelsLoaded) -> None:
@@ -328,31 +236,8 @@ class ProbeApp(App):
     def _drain(self) -> None:
         worker, t0 = get_current_worker(), time.perf_counter()
         d = self.queue.drain(lambda: worker.is_cancelled, lambda m: self.call_from_thread(self.notify, m, title="session"))
-        self.post_message(Decoded(d.applied, None if d.session is None else self._probe(d.session, t0), d.errors, d.loaded))
-
-    def _probe(self, s, t0: float) -> Probed:
-        """In the worker: what the panels show about ``s`` (the comparison model's decode, attention, lens)."""
-        mirror = mirror_error = None
-        other = self.compare_lm
-        if other is s.lm:  # a loaded session switched the main model to the one on the side
-            other = next((m for m in self.models if m is not s.lm), None)
-        if other is not None:
-            try:
-                mirror = s.mirror(other)
-            except NtpProbeError as e:
-                mirror_error = str(e)
-            except Exception as e:  # noqa: BLE001
-                mirror_error = f"{e.__class__.__name__}: {e}"
-        try:
-            attention = s.attention()
-        except Exception:  # noqa: BLE001 - the panel says "not available"
-            attention = None
-        try:
-            lens = s.layers()
-        except Exception:  # noqa: BLE001
-            lens = None
-        return Probed(s, mirror, mirror_error, None if other is None else other.display_name, attention, lens,
-                      time.perf_counter() - t0)
+        probed = None if d.session is None else probe(d.session, self.compare_lm, self.models, t0, self.why)
+        self.post_message(Decoded(d.applied, probed, d.errors, d.loaded))
 
     @on(Decoded)
     def _decoded(self, msg: Decoded) -> None:
@@ -390,16 +275,10 @@ class ProbeApp(App):
 
     def new_random_graph(self, advance: bool = True, shape: tuple[int, int] | None = None) -> None:
         """A random graph of the model's shapes (a topology set: a shape drawn from it), or of ``shape``."""
-        from ..probing import check_fits
-        from ..task import Topologies, generate_set
-
         if advance:
             self.graph_seed += 1
-        t = self.lm.task
         try:
-            shapes = t.topologies if shape is None else Topologies.parse(shape[0], shape[1], t.nodes)
-            g = next(generate_set(shapes, t.nodes, 1, seed=self.graph_seed).graphs())
-            check_fits(g, self.lm)
+            g = random_graph(self.lm, self.graph_seed, shape)
         except NtpProbeError as e:
             self.editor.error(f"G{shape}: {e}")
             return
@@ -456,23 +335,13 @@ class ProbeApp(App):
         s = self.session
         if s is None:
             return
-        pos, n = s.current, self.lm.task.nodes
-
-        def validate(text: str) -> str | None:
-            from ..task import GraphError, parse_node_id  # torch is loaded by now (the model is)
-
-            try:
-                parse_node_id(text, "node", n)
-            except GraphError as e:
-                return str(e)
-            return None
+        pos = s.current
 
         def done(value: str | None) -> None:
             if value is not None:
                 self.change(_api().force, pos, int(value.strip()))
 
-        self.push_screen(Prompt(f"force which node at {s.token_label(pos)}?", f"a node id, 0..{n - 1}",
-                                validate=validate), done)
+        self.push_screen(force_prompt(s.token_label(pos), self.lm.task.nodes), done)
 
     def action_edit_graph(self) -> None:
         self.query_one("#graph").focus()
@@ -484,28 +353,15 @@ class ProbeApp(App):
         if self.lm is None:
             return
 
-        def split(text: str) -> tuple[str, str]:
-            path, _, line = text.rpartition(":") if ":" in text else (text, "", "1")
-            return path, line
-
-        def validate(text: str) -> str | None:
-            path, line = split(text)
-            if (why := file_error(path)) is not None:
-                return why
-            if not re.fullmatch(r"\s*[0-9]{1,9}\s*", line) or int(line) < 1:
-                return f"line {line!r}: give a line number from 1, as path:line"
-            return None
-
         def done(value: str | None) -> None:
             if value is None:
                 return
             self._last_line = value
-            path, line = split(value)
+            path, line = split_line(value)
             path = str(expand(path))
             self.submit(Op(_api().set_graph_from_file, (path, int(line)), loads=f"{path}:{int(line)}"))
 
-        self.push_screen(Prompt("load a graph from a data file", "path/to/file.txt:LINE",
-                                value=self._last_line, validate=validate), done)
+        self.push_screen(line_prompt(self._last_line), done)
 
     def action_compare_next(self) -> None:
         if len(self.models) < 2:
@@ -521,13 +377,18 @@ class ProbeApp(App):
     def action_toggle_lens(self) -> None:
         self.query_one(InsidePanel).toggle_lens()
 
+    def action_toggle_why(self) -> None:
+        """y: the why panel in place of the distribution and side panels, computed by the worker (and back)."""
+        self.why = not self.why
+        self.query_one(WhyPanel).display = self.why
+        self.query_one("#bottom").display = not self.why
+        if self.why and self.session is not None:
+            self.submit(Op())  # no change: the worker adds the causal probes
+
     def action_save_session(self) -> None:
         if self.session is None:
             self.notify("nothing to save yet", severity="warning")
             return
-
-        def validate(text: str) -> str | None:
-            return writable_error(text)
 
         def done(value: str | None) -> None:
             if value is not None:
@@ -535,15 +396,11 @@ class ProbeApp(App):
                 path = str(expand(value))
                 self.submit(Op(effect=partial(_api().save, path=path), done=f"session saved to {path}"))
 
-        self.push_screen(Prompt("save this session (model, graph, forced tokens, decoding) as", "session.json",
-                                value=self._session_path, validate=validate), done)
+        self.push_screen(save_prompt(self._session_path), done)
 
     def action_open_session(self) -> None:
         if not self._have_model():
             return
-
-        def validate(text: str) -> str | None:
-            return file_error(text)
 
         def done(value: str | None) -> None:
             if value is not None:
@@ -553,7 +410,7 @@ class ProbeApp(App):
                 path = str(expand(value))
                 self.submit(Op(start=partial(load_session, path, candidates=list(self.models)), loads=f"session {path}"))
 
-        self.push_screen(Prompt("open a saved session", "session.json", value=self._session_path, validate=validate), done)
+        self.push_screen(open_prompt(self._session_path), done)
 
     def action_card(self) -> None:
         if self._have_model():

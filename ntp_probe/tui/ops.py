@@ -1,4 +1,5 @@
-"""The app's operation queue: calls of the probing API, applied in order by one thread worker at a time.
+"""The app's model work: the operation queue (calls of the probing API, applied in order by one thread worker
+at a time), loading the models, and what the panels show about a session (``probe``), all run in workers.
 
 An action pushes an ``Op``; if no drain is running, the app starts one (a thread worker) that applies every
 queued op, each to the session the previous one returned, until the queue is empty. Nothing here touches the
@@ -7,12 +8,136 @@ UI: the drain returns what happened and the app posts it as a message.
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from textual.message import Message
 
 from ..errors import NtpProbeError
+from .widgets.base import Probed
+
+DEFAULT_MODEL = "g2-5-next-token"
+DEFAULT_COMPARE = ("g2-5-reverse", "g2-5-teacherless")
+STAR_MODEL = "star-next-token"  # trained on every shape G(2..5, 3..6): any star a user types
+STAR_COMPARE = ("star-reverse", "star-teacherless")
+
+
+@dataclass
+class ModelsLoaded(Message):
+    models: list
+    errors: list[str]
+    seconds: float
+
+
+@dataclass
+class Decoded(Message):
+    seq: int  # operations applied so far
+    probed: Probed | None  # None when no session exists yet (errors only)
+    errors: list[str]
+    loaded: str | None = None  # what an op loaded (a file line, a session): its graph goes in the editor
+
+
+def shipped(name: str) -> bool:
+    """Whether a model NAME is in the model folders (``checkpoint.model_dirs``' order, without importing torch)."""
+    dirs = [Path(os.environ["NTP_PROBE_MODELS"])] if os.environ.get("NTP_PROBE_MODELS") else []
+    try:
+        dirs.append(Path.cwd() / "models")
+    except OSError:  # the working directory is gone
+        pass
+    dirs.append(Path(__file__).resolve().parents[2] / "models")
+    try:
+        return any((d / name / "model.safetensors").is_file() for d in dirs)
+    except OSError:
+        return False
+
+
+def default_models() -> tuple[str, tuple[str, ...]]:
+    """The app's models with no argument: star-next-token with star-reverse beside it when they exist, else the
+    G(2,5) ones."""
+    if shipped(STAR_MODEL):
+        return STAR_MODEL, tuple(m for m in STAR_COMPARE if shipped(m))
+    return DEFAULT_MODEL, DEFAULT_COMPARE
+
+
+def load_models(specs: Sequence, optional: set, cancelled: Callable[[], bool]) -> tuple[list, list[str]] | None:
+    """In the loading worker: torch imported, each spec loaded (already-loaded models kept, an ``optional`` one
+    that does not resolve skipped); (models, errors), or None if ``cancelled()``."""
+    models, errors = [], []
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # tiny models: one thread is fastest and leaves the other cores alone
+        from ..checkpoint import load, resolve
+    except Exception as e:  # noqa: BLE001 - a broken torch install is a message, not a crash
+        return [], [f"cannot import the engine: {e}"]
+    for spec in specs:
+        if cancelled():
+            return None
+        if not isinstance(spec, (str, Path)):
+            models.append(spec)  # an already-loaded model (tests, notebooks)
+            continue
+        try:
+            if spec in optional:
+                try:
+                    resolve(spec)
+                except NtpProbeError:
+                    continue
+            models.append(load(spec))
+        except NtpProbeError as e:
+            errors.append(str(e))
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{spec}: cannot load ({e.__class__.__name__}: {e})")
+    # import what the main thread will need while still in the worker (torch is loaded by now)
+    from .. import cards, probing, task  # noqa: F401
+    from ..probing import patching  # noqa: F401
+
+    return models, errors
+
+
+def probe(s, other, models: Sequence, t0: float, why: bool = False) -> Probed:
+    """In the worker: what the panels show about ``s`` — the comparison model ``other``'s decode, attention, the
+    logit lens, and with ``why`` the causal probes (goal-pair patching and edge knock-out at the token on show)."""
+    mirror = mirror_error = None
+    if other is s.lm:  # a loaded session switched the main model to the one on the side
+        other = next((m for m in models if m is not s.lm), None)
+    if other is not None:
+        try:
+            mirror = s.mirror(other)
+        except NtpProbeError as e:
+            mirror_error = str(e)
+        except Exception as e:  # noqa: BLE001
+            mirror_error = f"{e.__class__.__name__}: {e}"
+    try:
+        attention = s.attention()
+    except Exception:  # noqa: BLE001 - the panel says "not available"
+        attention = None
+    try:
+        lens = s.layers()
+    except Exception:  # noqa: BLE001
+        lens = None
+    causal, causal_error = None, None
+    if why:
+        causal, causal_error = why_probe(s)
+    return Probed(s, mirror, mirror_error, None if other is None else other.display_name, attention, lens,
+                  time.perf_counter() - t0, causal, causal_error)
+
+
+def why_probe(s) -> tuple[dict | None, str | None]:
+    """Goal-pair patching at the answer token on show, with the edge knock-out where the model has attention."""
+    from ..probing.patching import patch
+
+    knock = s.lm.arch != "mamba"
+    try:
+        return patch(s.lm, [s.graph], "goal", step=s.current, edges=knock), None
+    except NtpProbeError as e:
+        return None, str(e)
+    except Exception as e:  # noqa: BLE001 - the panel says why
+        return None, f"{e.__class__.__name__}: {e}"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ class Probed:
     attention: object | None = None  # AttentionView at the token on show, None where not available
     lens: list[dict] | None = None  # logit lens rows at the token on show
     seconds: float = 0.0  # how long the worker took
+    why: dict | None = None  # the causal probes at the token on show (``patching.patch``'s result), when asked
+    why_error: str | None = None  # why they could not run (a graph with one arm…)
 
 
 class ShowsProbe:

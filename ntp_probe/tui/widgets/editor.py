@@ -26,6 +26,19 @@ def ood_for(lm, g) -> list[str]:
     t = lm.task
     return g.ood_reasons(shapes=t.topologies) if t.mixed else g.ood_reasons(t.degree, t.path_len)
 
+def random_graph(lm, seed: int, shape: tuple[int, int] | None = None):
+    """A random graph of the model's shapes (a topology set: a shape drawn from it), or of ``shape``, checked to fit
+    the model (``NtpProbeError`` if not)."""
+    from ...probing import check_fits  # torch: loaded by now (the model is)
+    from ...task import Topologies, generate_set
+
+    t = lm.task
+    shapes = t.topologies if shape is None else Topologies.parse(shape[0], shape[1], t.nodes)
+    g = next(generate_set(shapes, t.nodes, 1, seed=seed).graphs())
+    check_fits(g, lm)
+    return g
+
+
 PLACEHOLDER = "type a graph: 2→1, 0→10, 9→3 … || find(9 → 7)   (e to edit, r for a random one)"
 
 

@@ -21,22 +21,19 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .atomic import atomic_write_text
-from .limits import (MAX_BEAM, MAX_NODES, MAX_SESSION_BYTES, MAX_TEMPERATURE, MAX_TRIES, MIN_TEMPERATURE,
-                     read_small_text)
-from .checkpoint import LoadedModel, load
-from .checkpoint import resolve as resolve_model
-from .decoding import Strategy, decode_with, greedy
-from .errors import GraphError, NtpProbeError
-from .safejson import loads as safe_loads
-from .task import MAX_TEXT, Graph, GraphBatch, format_line, parse, parse_node_id
+from ..atomic import atomic_write_text
+from ..checkpoint import LoadedModel, load
+from ..decoding import Strategy, decode_with, greedy
+from ..errors import GraphError, NtpProbeError
+from ..task import Graph, GraphBatch, format_line
+from .files import SESSION_FORMAT, SessionFileError, _pick, model_ref, read_session_file
+from .fit import answer_length, check_fits, parse_for_model
 
 
 @dataclass
@@ -74,50 +71,6 @@ class AttentionView:
         i = int(self.edge_scores[layer, head].argmax())
         return self.edges[i], float(self.edge_scores[layer, head, i])
 
-
-def parse_for_model(text: str, lm: LoadedModel) -> Graph:
-    """Parse graph text and check it fits the model (ids < N, question within the context)."""
-    g = parse(text, nodes=lm.task.nodes)
-    check_fits(g, lm)
-    return g
-
-
-def answer_length(lm: LoadedModel, g: Graph) -> int:
-    """Answer tokens to decode for ``g``: the model's path length, or, for a topology set's model, the graph's own."""
-    return lm.task.answer_len(len(g.path)) if lm.task.mixed else lm.task.path_len
-
-
-def check_fits(g: Graph, lm: LoadedModel) -> None:
-    n = max(max(e) for e in g.edges)
-    if n >= lm.task.nodes:
-        raise GraphError(f"node id {n} is out of range: the model knows ids 0..{lm.task.nodes - 1}")
-    length = lm.tokenizer.question_len(len(g.edges)) + answer_length(lm, g) - 1
-    block = getattr(lm.model, "config").block_size
-    if length > block:
-        raise GraphError(
-            f"{len(g.edges)} edges make a {length}-token sequence, longer than the model's context of {block} "
-            f"(trained on {lm.task.label()}, {lm.task.num_edges} edges)"
-        )
-
-
-def parse_force(text: str, lm: LoadedModel, graph: Graph | None = None) -> list[int]:
-    """``--force 9,3`` -> [9, 3]: node ids in the model's answer order, at most path_len, in the graph."""
-    if len(text) > MAX_TEXT:
-        raise GraphError(f"--force: {len(text):,} characters; give at most {lm.task.path_len} node ids like 9,3")
-    items = [x for x in re.split(r"[,\s]+", text) if x]
-    if not items:
-        raise GraphError("--force: empty list; give node ids like 9,3")
-    if len(items) > lm.task.path_len:
-        raise GraphError(f"--force: {len(items)} tokens, but the answer has only {lm.task.path_len} positions")
-    out = []
-    for i, x in enumerate(items):
-        v = parse_node_id(x, f"--force: item {i + 1}", None)  # ASCII digits only; negative, huge and junk ids are errors
-        if not 0 <= v < lm.task.nodes:
-            raise GraphError(f"--force: node {v} is out of range (the model knows ids 0..{lm.task.nodes - 1})")
-        if graph is not None and v not in graph.nodes:
-            raise GraphError(f"--force: node {v} is not in the graph")
-        out.append(v)
-    return out
 
 
 class ProbeSession:
@@ -231,7 +184,7 @@ class ProbeSession:
 
     def set_graph_from_file(self, path: str | Path, line: int, cursor: int | None = None) -> None:
         """The graph on line ``line`` (from 1) of a data file, as ``set_graph``."""
-        from .task import read_lines  # here, not at the top: keeps this change apart from the import lines
+        from ..task import read_lines  # here, not at the top: keeps this change apart from the import lines
 
         graphs = read_lines(path, self.lm.task.nodes)
         if not 1 <= line <= len(graphs):
@@ -332,7 +285,7 @@ class ProbeSession:
 
     def next_strategy(self) -> None:
         """greedy → sampling → beam search → verifier → greedy (the verifier's tries from the model's degree)."""
-        from .decoding import STRATEGIES, default_tries
+        from ..decoding import STRATEGIES, default_tries
 
         name = STRATEGIES[(STRATEGIES.index(self.strategy.kind) + 1) % len(STRATEGIES)]
         self.set_strategy(Strategy(name, tries=default_tries(self.lm.task.degree)))
@@ -496,136 +449,6 @@ class ProbeSession:
             raise NtpProbeError(f"cannot save the session to {path}: {e.strerror or e}") from None
 
 
-SESSION_FORMAT = "ntp-probe-session/1"
-
-
-def model_ref(lm: LoadedModel) -> str:
-    """How a session file names its model: the shipped name if it resolves to this file, else the path."""
-    path = lm.path.resolve() if lm.path else None
-    if lm.name:
-        try:
-            if resolve_model(lm.name)[0].resolve() == path:
-                return lm.name
-        except NtpProbeError:
-            pass
-    return str(path or "")
-
-
-def _pick(ref: str, candidates: Sequence[LoadedModel]) -> LoadedModel | None:
-    """The loaded model a session file's model reference names, if any."""
-    for lm in candidates:
-        if model_ref(lm) == ref:
-            return lm
-        try:
-            if lm.path is not None and Path(ref).expanduser().resolve() == lm.path.resolve():
-                return lm
-        except (OSError, ValueError, RuntimeError):  # a name too long, an unknown ~user
-            continue
-    return None
-
-
-# limits of a session file: what the app or ``probe --save`` can write, with room to spare
-# the limits of the same options on the command line (ntp_probe/limits.py): a file saved by `probe --save` loads
-SESSION_TEMPERATURE = (MIN_TEMPERATURE, MAX_TEMPERATURE)
-SESSION_SEED = (0, 2**62)  # what Strategy accepts
-STRATEGY_FIELDS = ("kind", "temperature", "top_k", "beam", "tries", "seed")
-
-
-class SessionFileError(NtpProbeError):
-    """A session file that is malformed: the message names the field."""
-
-
-def _session_field(data: dict, path: str, default=None):
-    cur = data
-    for key in path.split("."):
-        if not isinstance(cur, dict) or key not in cur:
-            return default
-        cur = cur[key]
-    return cur
-
-
-def check_session_data(data) -> dict:
-    """Validate a parsed session file against its schema (types and ranges; what needs the model is checked on
-    loading). Returns the fields normalised: ``{"model", "graph", "forced": {pos: node}, "cursor", "strategy": {}}``.
-    Raises ``SessionFileError`` naming the first bad field."""
-    from .decoding import STRATEGIES
-
-    def bad(field: str, value, why: str) -> SessionFileError:
-        shown = repr(value)
-        shown = shown if len(shown) <= 40 else shown[:40] + "…"
-        return SessionFileError(f"bad session file: {field} is {shown}: {why}")
-
-    def whole(field: str, value, lo: int, hi: int, span: str | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise bad(field, value, f"not a whole number in {span or f'{lo:,}..{hi:,}'}")
-        return value
-
-    if not isinstance(data, dict):
-        raise SessionFileError(f"not an ntp-probe session file (a JSON {type(data).__name__}, not an object)")
-    if data.get("format") != SESSION_FORMAT:
-        fmt = data.get("format")
-        raise SessionFileError(f"not an ntp-probe session file (format {fmt!r:.40})")
-    for key in ("model", "graph"):
-        if key not in data:
-            raise SessionFileError(f"session file lacks {key!r}")
-    model, graph = data["model"], data["graph"]
-    if not isinstance(model, str) or not model.strip() or len(model) > 4096 or "\x00" in model:
-        raise bad("model", model, "not a model name or path")
-    if not isinstance(graph, str):
-        raise bad("graph", graph, "not a graph in the line format (a string)")
-    forced_raw = data.get("forced", {})
-    if not isinstance(forced_raw, dict):
-        raise bad("forced", forced_raw, "not an object of answer position → node id")
-    forced = {}
-    for k, v in forced_raw.items():
-        if not (k.isascii() and k.isdigit() and len(k) <= 6 and str(int(k)) == k):
-            raise bad("forced", k, "a key that is not an answer position (0, 1, …)")
-        forced[int(k)] = whole(f"forced[{k!r}]", v, 0, 2**63 - 1, "0..2⁶³−1")
-    cursor = data.get("cursor")
-    if cursor is not None:
-        whole("cursor", cursor, 0, 1_000_000)
-    strat = data.get("strategy", {})
-    if not isinstance(strat, dict):
-        raise bad("strategy", strat, "not an object")
-    unknown = sorted(set(strat) - set(STRATEGY_FIELDS))
-    if unknown:
-        raise SessionFileError(f"bad session file: strategy has an unknown field {unknown[0]!r:.40} "
-                               f"(known: {', '.join(STRATEGY_FIELDS)})")
-    if "kind" in strat and strat["kind"] not in STRATEGIES:
-        raise bad("strategy.kind", strat["kind"], f"not one of {', '.join(STRATEGIES)}")
-    if "temperature" in strat:
-        t, (lo, hi) = strat["temperature"], SESSION_TEMPERATURE
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not lo <= t <= hi:  # NaN fails both comparisons
-            raise bad("strategy.temperature", t, f"not a number in {lo:g}..{hi:g}")
-    if "top_k" in strat:
-        whole("strategy.top_k", strat["top_k"], 0, MAX_NODES)
-    for key, most in (("beam", MAX_BEAM), ("tries", MAX_TRIES)):
-        if key in strat:
-            whole(f"strategy.{key}", strat[key], 1, most)
-    if "seed" in strat:
-        whole("strategy.seed", strat["seed"], *SESSION_SEED, "0..2⁶²")
-    return {"model": model, "graph": graph, "forced": forced, "cursor": cursor, "strategy": dict(strat)}
-
-
-def read_session_file(path: str | Path) -> dict:
-    """The checked fields of a session file (``check_session_data``): a regular file of at most
-    MAX_SESSION_BYTES (/dev/zero or a FIFO is refused, not read forever), depth-guarded JSON, then the schema."""
-    p = Path(path)
-    if not p.exists():
-        raise SessionFileError(f"{p}: no such session file")
-    raw = read_small_text(p, "sessions", MAX_SESSION_BYTES)
-    try:
-        data = safe_loads(raw, max_depth=8, max_chars=MAX_SESSION_BYTES)
-    except ValueError as e:
-        first = str(e).splitlines()[0][:80] if str(e) else e.__class__.__name__
-        kind = "JSONDecodeError" if isinstance(e, json.JSONDecodeError) else first
-        raise SessionFileError(f"{p}: not a session file ({kind})") from None
-    try:
-        return check_session_data(data)
-    except SessionFileError as e:
-        raise SessionFileError(f"{p}: {e}") from None
-
-
 def load_session(path: str | Path, lm: LoadedModel | None = None,
                  candidates: Sequence[LoadedModel] = ()) -> ProbeSession:
     """Load a saved session. Its model is ``lm`` if given, else the one of ``candidates`` (already loaded models)
@@ -665,7 +488,3 @@ def load_session(path: str | Path, lm: LoadedModel | None = None,
     session = ProbeSession(lm, graph, d["forced"], cursor, strategy)
     session.notes = notes
     return session
-
-
-__all__ = ["ProbeSession", "Step", "AttentionView", "parse_for_model", "parse_force", "check_fits", "load_session",
-           "check_session_data", "SessionFileError"]

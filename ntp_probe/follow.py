@@ -1,0 +1,227 @@
+"""Following a training run from outside it, and the checkpoints it kept. Nothing here takes the run's lock or
+writes in the run directory.
+
+* **Kept checkpoints.** ``train --keep-checkpoints`` keeps the weights of every evaluation step as
+  ``RUN/kept/step-000250.safetensors``: the very file ``model.safetensors`` was at that step (weights and the
+  model header, no optimizer state), written atomically. ``RUN@STEP`` names one wherever a MODEL is taken
+  (``checkpoint.resolve``: eval, probe, the app; ``watch RUN@STEP``).
+* **Following.** ``stamps(run)`` is the cheap look (a ``stat`` of the checkpoint, the metrics log and the run's
+  pid/lock files) a UI makes every second; when it changes, ``look(run, before, after)`` (in a worker) loads
+  the new checkpoint, re-reads ``metrics.jsonl`` and tells the run's state as ``watch`` does. A checkpoint
+  that cannot be read comes back as a message, never as an exception; a run directory that is gone, too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ModelFileError, NtpProbeError, UsageError
+
+# the run's files (checkpoint.py and runs.py name them; those import torch, this module does not: the CLI checks
+# --follow before the app starts, and the app imports torch only in its loading worker)
+MODEL_FILE, STATE_FILE = "model.safetensors", "train_state.safetensors"
+METRICS_FILE, PID_FILE, LOCK_FILE, PROGRESS_FILE = "metrics.jsonl", "train.pid", "train.lock", "progress.json"
+KEPT_DIR = "kept"
+_KEPT_NAME = re.compile(r"step-([0-9]{1,12})\.safetensors")
+_AT = re.compile(r"(.+)@([0-9]{1,12})")
+
+
+def kept_name(step: int) -> str:
+    return f"step-{step:06d}.safetensors"
+
+
+def kept_files(run: str | Path) -> dict[int, Path]:
+    """The run's kept checkpoints, step -> file, in step order (none: an empty dict)."""
+    d = Path(run) / KEPT_DIR
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return {}
+    found = {int(m.group(1)): d / n for n in names if (m := _KEPT_NAME.fullmatch(n))}
+    return dict(sorted(found.items()))
+
+
+def steps_text(steps) -> str:
+    """'10, 20, 30' or '10, 20, … 300 (30 steps)' for a message."""
+    steps = list(steps)
+    if len(steps) <= 6:
+        return ", ".join(map(str, steps))
+    return f"{', '.join(map(str, steps[:3]))}, … {steps[-1]} ({len(steps)} steps)"
+
+
+def split_at(spec: str | Path) -> tuple[Path, int] | None:
+    """``RUN@STEP`` -> (RUN, STEP); None for anything else (also for a file or directory whose own name ends
+    in ``@N``)."""
+    text = str(spec)
+    m = _AT.fullmatch(text)
+    if m is None or Path(text).exists():
+        return None
+    return Path(m.group(1)), int(m.group(2))
+
+
+def resolve_at(spec: str | Path) -> tuple[Path, str] | None:
+    """``RUN@STEP`` -> (the kept file, the name ``RUN@STEP`` shows as); None when ``spec`` is not of that form.
+    A run that is not there, or a step it did not keep, is a ModelFileError that says which steps it kept."""
+    at = split_at(spec)
+    if at is None:
+        return None
+    run, step = at
+    if not run.is_dir():
+        raise ModelFileError(f"{spec}: {run} is not a run directory (RUN@STEP names a checkpoint that "
+                             "'train --keep-checkpoints' kept in RUN)")
+    kept = kept_files(run)
+    if step not in kept:
+        if not kept:
+            raise ModelFileError(f"{spec}: {run} kept no checkpoints (train it with --keep-checkpoints)")
+        raise ModelFileError(f"{spec}: step {step} was not kept; {run} kept steps {steps_text(kept)}")
+    return kept[step], f"{run.name}@{step}"
+
+
+def run_of(path: Path | None) -> Path | None:
+    """The run directory a model file belongs to (``RUN/model.safetensors`` or ``RUN/kept/step-N.safetensors``),
+    or None (a shipped model, a loose file)."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.parent.name == KEPT_DIR and _KEPT_NAME.fullmatch(path.name):
+        return path.parent.parent
+    if path.name == MODEL_FILE and is_run(path.parent):
+        return path.parent
+    return None
+
+
+def is_run(d: Path) -> bool:
+    """A directory ``train`` writes or wrote: its training state, its pid or lock file, or kept checkpoints."""
+    return any((d / f).exists() for f in (STATE_FILE, PID_FILE, LOCK_FILE, KEPT_DIR))
+
+
+def check_followable(spec: str | Path) -> Path:
+    """The run directory ``tui RUN --follow`` follows; else a UsageError (one line)."""
+    text = str(spec)
+    if split_at(text) is not None:
+        raise UsageError(f"--follow {text}: follows a run's newest checkpoint; give RUN, not RUN@STEP (step through "
+                         "its kept checkpoints with , and . in the app)")
+    p = Path(text)
+    if p.is_file():
+        raise UsageError(f"--follow {text}: a model file, not a run directory; follow the directory that "
+                         "'ntp-probe train --out' writes")
+    if not p.is_dir():
+        raise UsageError(f"--follow {text}: no such run directory")
+    if not is_run(p):
+        raise UsageError(f"--follow {text}: not a training run (no {STATE_FILE}, {PID_FILE} or {LOCK_FILE}); "
+                         "a finished model opens without --follow")
+    return p
+
+
+def checkpoint_step(lm) -> tuple[int | None, int | None]:
+    """(step, steps of the run) from a loaded checkpoint's header."""
+    tr = lm.meta.get("training") if isinstance(getattr(lm, "meta", None), dict) else None
+    tr = tr if isinstance(tr, dict) else {}
+    step, total = tr.get("steps"), tr.get("target_steps")
+    ok = lambda x: x if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else None  # noqa: E731
+    return ok(step), ok(total)
+
+
+# ------------------------------------------------------------------------------------------------
+# Following a run
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def stamps(run: Path) -> dict[str, tuple | None]:
+    """What a follower compares every tick: a few ``stat`` calls, nothing read. ``dir`` None: the run is gone."""
+    out = {"dir": _stamp(run)}
+    for key, name in (("model", MODEL_FILE), ("metrics", METRICS_FILE), ("pid", PID_FILE), ("lock", LOCK_FILE),
+                      ("state", STATE_FILE), ("kept", KEPT_DIR), ("progress", PROGRESS_FILE)):
+        out[key] = _stamp(run / name)
+    if out["dir"] is not None:
+        out["dir"] = out["dir"][:1]  # the directory's own mtime moves with every temp file: only its identity
+    return out
+
+
+@dataclass
+class Look:
+    """What one look at a followed run found."""
+
+    model: object | None = None  # the new checkpoint (LoadedModel), None: unchanged or unreadable
+    error: str | None = None  # why a new checkpoint was skipped
+    metrics: list[dict] | None = None  # the evaluation records, when metrics.jsonl changed
+    status: dict | None = None  # runs.status (running / stopped / finished), looked at without the lock
+    kept: dict[int, Path] = field(default_factory=dict)
+    newest: int | None = None  # the step of model.safetensors
+    gone: str | None = None  # the run directory is gone
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_checkpoint(path: Path, name: str | None = None, device: str = "cpu"):
+    """Load a checkpoint that its writer may replace at any moment: its bytes are copied through one open file
+    first, so the header and the weights are of the same step (the writer renames a new file over it, never
+    changes this one). Raises ModelFileError."""
+    try:
+        src = open(path, "rb")  # noqa: SIM115 - one open: one file, whatever is renamed over the path
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    fd, tmp = tempfile.mkstemp(prefix="ntp-probe-follow-", suffix=".safetensors")
+    try:
+        with src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        from .checkpoint import load_file
+
+        lm = load_file(tmp, device, name)
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    except ModelFileError as e:
+        raise ModelFileError(str(e).replace(tmp, str(path))) from None
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    lm.path = Path(path)
+    return lm
+
+
+def look(run: Path, before: dict | None, after: dict) -> Look:
+    """In a worker: what changed between two ``stamps`` of ``run``. Never raises for anything the run holds."""
+    from .runs import read_metrics, status
+
+    out = Look()
+    if after["dir"] is None:
+        out.gone = f"{run}: the run directory is gone"
+        return out
+    before = before or {}
+    if after["model"] is not None and after["model"] != before.get("model"):
+        try:
+            out.model = load_checkpoint(run / MODEL_FILE, run.name)
+            out.newest = checkpoint_step(out.model)[0]
+        except NtpProbeError as e:
+            out.error = str(e)
+        except Exception as e:  # noqa: BLE001 - a file we cannot load is a message, not a crash
+            out.error = f"{run / MODEL_FILE}: cannot load ({e.__class__.__name__}: {e})"
+    if after["metrics"] != before.get("metrics"):
+        out.metrics = read_metrics(run / METRICS_FILE, warn=out.warnings.append)
+    try:
+        out.status = status(run, peek=True)
+    except NtpProbeError:
+        out.status = None
+    out.kept = kept_files(run)
+    if not run.is_dir():
+        out.gone = f"{run}: the run directory is gone"
+    return out
+
+
+__all__ = ["KEPT_DIR", "kept_name", "kept_files", "resolve_at", "split_at", "run_of", "check_followable", "stamps",
+           "look", "Look", "load_checkpoint", "checkpoint_step"]

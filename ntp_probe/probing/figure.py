@@ -1,0 +1,48 @@
+"""The patching heat map as a PNG (matplotlib, no UI): layers × input tokens, the normalized effect of patching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..atomic import atomic_write
+from ..errors import NtpProbeError
+
+
+def heatmap_png(res: dict, path: str | Path) -> Path:
+    """Write ``patch``'s result as a heat map: ``normalized`` where it is defined, else ``grid − corrupt`` (logits)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:  # pragma: no cover - matplotlib is a dependency
+        raise NtpProbeError(f"--png needs matplotlib ({e})") from None
+    norm = res["normalized"]
+    defined = any(v is not None for row in norm for v in row)
+    if defined:
+        data = [[float("nan") if v is None else v for v in row] for row in norm]
+        label, lim = "normalized: (patched − corrupt) / (clean − corrupt)", 1.0
+    else:
+        data = [[v - res["corrupt"] for v in row] for row in res["grid"]]
+        label = "patched − corrupt (logits)"
+        lim = max(1e-6, max(abs(v) for row in data for v in row))
+    from .patching import position_labels
+
+    tokens, layers = res["tokens"], res["layers"]
+    if "count" in res:  # each graph has its own node ids: name the positions instead
+        tokens = position_labels(tokens)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(tokens) + 1.8), 0.42 * len(layers) + 1.6), dpi=120)
+    im = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(tokens)), tokens, fontsize=7, rotation=90)
+    ax.set_yticks(range(len(layers)), layers, fontsize=8)
+    n = f", mean of {res['count']:,} graphs" if "count" in res else ""
+    ax.set_title(f"{res['model']}: {res['pair']} pair, answer token {res['step']}{n}\n"
+                 f"logit difference clean {res['clean']:.3g}, corrupt {res['corrupt']:.3g}", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02).set_label(label, fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    try:
+        atomic_write(path, lambda name: fig.savefig(name, format="png"))
+    finally:
+        plt.close(fig)
+    return path
