@@ -230,16 +230,23 @@ def plot_cmd(
 def archive_cmd(
     runs: Annotated[list[Path], typer.Argument(help="Run directories to archive.")],
     into: Annotated[Path, typer.Option("--into", help="The sweep directory to keep them in (e.g. docs/teacherless/map).")],
+    prefix: Annotated[str, typer.Option("--prefix", help="Put this before each run's name (runs of several sweeps side by side).")] = "",
 ) -> None:
     """Keep runs' records (config, command, curve; no weights) in a sweep directory, so its table and plot are
     rebuilt from it alone (the records a repository can carry)."""
     from .atomic import atomic_write_text
     from .sweep import RECORD_FILE, record
 
-    for run in runs:
+    from .limits import check_file_name
+
+    recs = []
+    for run in runs:  # every run read (and every name checked) before anything is written
         rec = record(run)
         if rec is None:
             raise UsageError(f"{run}: not a run directory with a model")
-        (into / run.name).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(into / run.name / RECORD_FILE, json.dumps(rec) + "\n")
-        err.print(f"archived {run} → {into / run.name / RECORD_FILE}", highlight=False)
+        rec["name"] = check_file_name(prefix + run.resolve().name, "--prefix", str(into))
+        recs.append(rec)
+    for rec in recs:
+        (into / rec["name"]).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(into / rec["name"] / RECORD_FILE, json.dumps(rec) + "\n")
+        err.print(f"archived {rec['name']} → {into / rec['name'] / RECORD_FILE}", highlight=False)

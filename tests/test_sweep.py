@@ -89,6 +89,13 @@ def test_a_two_run_grid_runs_then_is_skipped_listed_and_tabled(tmp_path):
     text = md.read_text()
     assert text.startswith("# the map") and text.endswith("after\n") and "old" not in text
     assert text.count("| seed-") == 2
+    # archived without weights, the records table the same under their new names
+    arch = tmp_path / "archive"
+    assert cli("sweep", "archive", str(out / "seed-1"), str(out / "seed-2"), "--into", str(arch), "--prefix", "a-").exit_code == 0
+    assert not list(arch.rglob("*.safetensors"))
+    archived = json.loads(cli("sweep", "table", str(arch), "--json").stdout)
+    assert [r["run"] for r in archived] == ["a-seed-1", "a-seed-2"]
+    assert [{k: v for k, v in r.items() if k != "run"} for r in archived] == [{k: v for k, v in r.items() if k != "run"} for r in rows]
     png = tmp_path / "curves.png"
     assert cli("sweep", "plot", str(out), "--out", str(png)).exit_code == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
