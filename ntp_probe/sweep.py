@@ -157,6 +157,7 @@ class Run:
     options: dict
     out: Path
     after: str | None = None  # the run of the same sweep it warm-starts from (init-from = "@NAME")
+    default_steps: int = 2000  # train's --steps when the recipe does not set it
 
     @property
     def dir(self) -> Path:
@@ -165,8 +166,6 @@ class Run:
     @property
     def steps(self) -> int:
         return int(self.options.get("steps", self.default_steps))
-
-    default_steps: int = 2000
 
     def argv(self, schema: dict[str, Spec]) -> list[str]:
         """train's arguments for this run (without 'resume'/'force')."""
@@ -448,7 +447,7 @@ def record(run: Path) -> dict | None:
     from .runs import read_metrics
 
     arch = run / RECORD_FILE
-    model = run / ckpt.MODEL_FILE if hasattr(ckpt, "MODEL_FILE") else run / "model.safetensors"
+    model = run / ckpt.MODEL_FILE
     if model.is_file():
         try:
             meta = ckpt.read_meta(model)

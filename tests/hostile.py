@@ -156,3 +156,20 @@ def hostile_sessions(model_path: Path) -> dict[str, tuple[str, str]]:
         "not-utf8": ("\udcff", "not a text file (not UTF-8)"),
         "over-1-MiB": (json.dumps({**session_data(model_path), "pad": "x" * 1_100_000}), "a file of sessions is at most"),
     }
+
+
+class WrappedFile:
+    """A real open file behind a context manager, for tests that make one of its methods fail (subclass and
+    override ``read`` or ``write``); every other call goes to the file."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)

@@ -448,25 +448,13 @@ def test_wrong_shape_named_by_file_and_line(tmp_path):
 def test_a_read_error_in_a_model_file_is_one_line(tmp_path, monkeypatch):
     # item 4: a model file with an unreadable block (EIO) killed probe with SIGBUS (exit 135): the file was mmap'd,
     # so the bad block was a signal. Now it is read with read() into memory: EIO is an OSError, one line.
-    from hostile import good_meta, write_model
+    from hostile import WrappedFile, good_meta, write_model
     from ntp_probe import checkpoint as ckpt
 
     path = write_model(tmp_path / "m.safetensors", good_meta())
     real_open = open
 
-    class BadBlock:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def fileno(self):
-            return self.f.fileno()
-
+    class BadBlock(WrappedFile):
         def read(self, *a):
             raise OSError(errno.EIO, os.strerror(errno.EIO))
 

@@ -251,18 +251,11 @@ def test_full_disk_on_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, 
 def test_full_disk_on_metrics_append(tmp_path, monkeypatch):
     out = tmp_path / "run"
     assert cli("train", "--out", out, "--steps", 10, *TINY).exit_code == 0
+    from hostile import WrappedFile
+
     real_open = open
 
-    class FullFile:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
+    class FullFile(WrappedFile):
         def write(self, text):
             self.f.write(text[: len(text) // 2])  # a torn line, then the disk is full
             self.f.flush()
