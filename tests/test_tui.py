@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from textual.widgets import Label, Static, TextArea
+from textual.widgets import Label, TextArea
 from typer.testing import CliRunner
 
 from ntp_probe.cli import app as cli_app
