@@ -814,7 +814,7 @@ def reproduce_leaderboard(out_dir: Path, models: str | None, data_dir: Path | No
 
     if data_dir is not None and not data_dir.is_dir():
         raise UsageError(f"--data-dir {data_dir}: no such directory")
-    names = [m.strip() for m in models.split(",") if m.strip()] if models else [str(path) for _, path in list_models()]
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else [name for name, _ in list_models()]
     if not names:
         raise UsageError("no models to score (none shipped, and no --models)")
     lms = [load(n) for n in names]  # every model loads before any scoring
