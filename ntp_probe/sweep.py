@@ -204,11 +204,15 @@ class Run:
             return "finished"
         return "stopped"
 
-    def command(self, schema: dict[str, Spec], program: str = "ntp-probe") -> str:
-        """The complete ``ntp-probe train …`` line that runs (or continues) this run."""
-        state = self.state()
+    def train_args(self, schema: dict[str, Spec], state: str | None = None) -> list[str]:
+        """train's arguments that run (or continue) this run in ``state`` (read from disk when not given)."""
+        state = state or self.state()
         extra = ["--resume"] if state == "stopped" else (["--force"] if state == "empty" else [])
-        return " ".join(shlex.quote(a) for a in [*program.split(), "train", *self.argv(schema), *extra, "-q"])
+        return ["train", *self.argv(schema), *extra, "-q"]
+
+    def command(self, schema: dict[str, Spec], program: str = "ntp-probe", state: str | None = None) -> str:
+        """The complete ``ntp-probe train …`` line that runs (or continues) this run."""
+        return " ".join(shlex.quote(a) for a in [*program.split(), *self.train_args(schema, state)])
 
 
 def _fmt_arg(value) -> str:
@@ -349,13 +353,12 @@ class Sweep:
         if state == "running":  # started by hand or by another machine: wait for it, as for a warm start
             job.state, job.note = "waiting", "another process trains it"
             return
-        extra = ["--resume"] if state == "stopped" else (["--force"] if state == "empty" else [])
         job.run.out.mkdir(parents=True, exist_ok=True)
         job.log = job.run.out / f"{job.run.name}.log"
         with open(job.log, "ab") as log:
-            log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {job.run.command(self.schema)}\n".encode())
+            log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {job.run.command(self.schema, state=state)}\n".encode())
             log.flush()
-            job.proc = subprocess.Popen([*self.program, "train", *job.run.argv(self.schema), *extra, "-q"],
+            job.proc = subprocess.Popen([*self.program, *job.run.train_args(self.schema, state)],
                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True, env=self.env)
         job.state, job.started = "running", time.time()
@@ -382,6 +385,8 @@ class Sweep:
 
     def step(self) -> bool:
         """Reap finished processes, start what may start; False once nothing is left to do."""
+        from .runs import owner
+
         for j in self.table:
             if j.proc is not None:
                 self._reap(j)
@@ -391,7 +396,7 @@ class Sweep:
                     break
                 if j.state not in ("pending", "waiting"):
                     continue
-                if j.note == "another process trains it" and j.run.state() == "running":
+                if j.note == "another process trains it" and owner(j.run.dir) is not None:  # a pid check, not a status read
                     continue
                 if j.run.after is not None:
                     dep = self.job(j.run.after)
