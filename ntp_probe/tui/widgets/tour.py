@@ -1,0 +1,56 @@
+"""The tour's text panel: the step's title and a few sentences for a teacher to read out, and the keys that move.
+
+Beside the app on a wide terminal (the ``-tour-side`` class the tour app sets on its screen), above it otherwise.
+Its text is the tour's own (``tui/tour.py``); nothing from a file or a model is read as markup here."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from .render import DIM
+
+KEYS_LINE = "pgdn / >  next step   ·   pgup / <  back   ·   ctrl+q  quit"
+
+
+class TourPanel(Static):
+    DEFAULT_CSS = """
+    TourPanel {
+        height: auto;
+        max-height: 8;
+        border: heavy $accent;
+        border-title-style: bold;
+        border-title-color: $text;
+        border-subtitle-color: $text-muted;
+        padding: 0 1;
+        overflow-y: auto;
+        scrollbar-size-vertical: 1;
+    }
+    """
+    # where it goes depends on the screen's size (classes the tour app sets): app CSS, not scoped to the widget
+    SCREEN_CSS = """
+    Screen.-tall TourPanel { max-height: 12; }
+    Screen.-tour-side TourPanel {
+        dock: right;
+        width: 46;
+        height: 1fr;
+        max-height: 100%;
+        margin: 1 0 1 0;  /* below the header, above the footer */
+        padding: 1 2;
+    }
+    Screen.-tour-tiny TourPanel { max-height: 3; padding: 0; }
+    """
+
+    def show_step(self, index: int, count: int, title: str, body: Text, missing: list[str]) -> None:
+        """Step ``index`` (from 0) of ``count``: its title in the border, its text, the keys at the foot."""
+        self.border_title = f"tour {index + 1}/{count} · {title}"
+        self.border_subtitle = "pgdn > next · pgup < back"
+        t = Text()
+        t.append(title + "\n\n", style="bold reverse")
+        if missing:
+            t.append("This step needs " + ", ".join(missing) + ", not found (the shipped models/ folder). "
+                     "The app shows what is loaded.\n\n", style="bold red")
+        t.append_text(body)
+        t.append("\n\n")
+        t.append(KEYS_LINE, style=DIM)
+        self.update(t)
