@@ -60,20 +60,23 @@ class TourStep:
     """One step: what the panel says, and the app state it sets up."""
 
     title: str
-    text: str  # Rich markup, the tour's own words (never a file's)
+    lead: str  # Rich markup: the step in two or three lines, for a small terminal
+    text: str  # Rich markup, the tour's own words (never a file's): the step for a teacher to read out
     models: tuple[str, ...]  # the probed model first, then the ones beside it (c cycles)
     graph: str
     cursor: str = "end"  # "start": nothing revealed; "decision": the arm choice on show; "end": the whole answer
     wrong_arm: bool = False  # force the wrong arm (w) once decoded
     why: bool = False  # the why panel (y) on show
 
-    def body(self) -> Text:
-        return Text.from_markup(self.text)
+    def body(self, compact: bool = False) -> Text:
+        return Text.from_markup(self.lead if compact else self.text)
 
 
 STEPS: list[TourStep] = [
     TourStep(
         "The task",
+        "Find the path from 9 to 7: [b green]9 → 2 → 1 → 7[/]. Every step is 'follow the edge' except the "
+        "first, [b]which arm?[/], and that one needs planning. [dim]→ reveals the model's answer.[/]",
         "A [b]path-star graph[/]: one start, several arms, the goal at the end of one of them. The model reads the "
         "edges, shuffled, then the question [b]find(9 → 7)[/], and must write the path: [b green]9 → 2 → 1 → 7[/].\n\n"
         "After the first move every step is easy: follow the only edge. The hard one is the first: [b]which arm "
@@ -84,6 +87,9 @@ STEPS: list[TourStep] = [
         ("star-next-token",), TALK_GRAPH, cursor="start"),
     TourStep(
         "The decision is a coin flip",
+        "The decision (answer token 2) is [b]a guess[/]: the bet is spread over the arms (below). Right 1 time "
+        f"in d: G(2,5) {fig('g2-5-next-token', 'G(2,5)')}, G(5,5) {fig('g5-5-next-token', 'G(5,5)')}; every "
+        "token after it near-certain.",
         "Answer token 2 is the [b]decision[/]: 3, 5 or 2? The distribution panel is the model's bet: spread over "
         "the three children of 9, [b]a guess[/], and greedy takes whichever is on top.\n\n"
         "Over 20,000 graphs it picks the right arm [b]1 time in d[/]: G(2,5) "
@@ -94,6 +100,8 @@ STEPS: list[TourStep] = [
         ("star-next-token",), TALK_GRAPH, cursor="decision"),
     TourStep(
         "Clever Hans",
+        "Forced onto the wrong arm ([b]w[/]), the model [b]walks it[/] at p ≈ 1.00: teacher forcing taught it "
+        "'next = a child of the previous node', a [b]Clever Hans cheat[/]. At the end it copies the goal.",
         "A G(2,5) model, and we [b]force the wrong arm[/] at the decision ([b]w[/], magenta *).\n\n"
         "The model [b]walks the wrong arm[/], every step at p ≈ 1.00 — it never looks at the goal. Trained with "
         "teacher forcing, it always saw the true previous node, so [b]'the next node is a child of the previous "
@@ -104,6 +112,8 @@ STEPS: list[TourStep] = [
         ("g2-5-next-token",), G25_LUCKY, wrong_arm=True),
     TourStep(
         "The indecipherable token",
+        "Why ([b]y[/]): move the goal to the other arm and the decision's logits barely change: [b]the goal "
+        "does not reach the decision[/]. Nothing made it look: the [b]indecipherable token[/].",
         "[b]Why[/] is the decision never learned? The why panel ([b]y[/]) moves the goal to the other arm's leaf and "
         "patches the clean run back in, layer by layer, token by token.\n\n"
         "At the decision the two runs' logit differences are [b]almost equal[/]: [b]the goal does not reach the "
@@ -115,6 +125,9 @@ STEPS: list[TourStep] = [
         ("g2-5-next-token",), G25_LUCKY, cursor="decision", why=True),
     TourStep(
         "Reversed targets fix it",
+        "Written [b]backwards[/] (goal → start), each token is the only parent of the previous one: no arm to "
+        f"guess. [b]g2-5-reverse {fig('g2-5-reverse', 'G(2,5)')}[/], next-token "
+        f"{fig('g2-5-next-token', 'G(2,5)')} (beside it, on the same graph).",
         "Same task, the answer [b]written backwards[/]: goal → start. Each token is now the [b]only parent[/] of the "
         "previous one, a lookup: there is no arm to guess.\n\n"
         f"[b]g2-5-reverse: {fig('g2-5-reverse', 'G(2,5)')}[/] on 20,000 G(2,5) graphs, where next-token is "
@@ -125,6 +138,9 @@ STEPS: list[TourStep] = [
         ("g2-5-reverse", "g2-5-next-token"), G25_UNLUCKY),
     TourStep(
         "Teacherless fixes it (G(2,3))",
+        "[b]Teacherless[/]: dummy inputs ($) for the answer, so no cheat: it must plan. G(2,3) "
+        f"[b]{fig('g2-3-teacherless', 'G(2,3)')}[/], next-token {fig('g2-3-next-token', 'G(2,3)')} (beside it); "
+        f"on G(2,5) ours reached {fig('g2-5-teacherless', 'G(2,5)')}.",
         "[b]Teacherless[/] training: the answer's inputs are dummy tokens ($), not the true previous nodes. No "
         "prefix to copy from, no Clever Hans: the model must [b]plan the whole path[/] from the question.\n\n"
         f"G(2,3): [b]g2-3-teacherless {fig('g2-3-teacherless', 'G(2,3)')}[/], next-token "
@@ -134,6 +150,11 @@ STEPS: list[TourStep] = [
         ("g2-3-teacherless", "g2-3-next-token"), G23),
     TourStep(
         "The debate",
+        f"G(2,5), greedy: reverse [b]{fig('g2-5-reverse', 'G(2,5)')}[/], mlm-u [b]{fig('g2-5-mlm-u', 'G(2,5)')}[/], "
+        f"BST [b]{fig('g2-5-bst', 'G(2,5)')}[/], answer-dropout {fig('g2-5-answer-dropout', 'G(2,5)')} (G(2,3) "
+        f"{fig('g2-3-answer-dropout', 'G(2,3)')}, G(2,4) {fig('g2-4-answer-dropout', 'G(2,4)')}), next-token "
+        f"{fig('g2-5-next-token', 'G(2,5)')}, teacherless {fig('g2-5-teacherless', 'G(2,5)')}. "
+        "[dim]c: the model beside.[/]",
         "Is next-token prediction doomed, or was it the [b]supervision[/]? G(2,5), greedy, 20,000 graphs:\n\n"
         f"  reverse          [b]{fig('g2-5-reverse', 'G(2,5)')}[/]\n"
         f"  mlm-u            [b]{fig('g2-5-mlm-u', 'G(2,5)')}[/]\n"
@@ -150,6 +171,8 @@ STEPS: list[TourStep] = [
         ("g2-5-bst", "g2-5-answer-dropout", "g2-5-mlm-u", "g2-5-next-token"), G25_UNLUCKY),
     TourStep(
         "Now try it yourself",
+        "[b]→ ←[/] step  [b]w[/] wrong arm  [b]y[/] why  [b]r[/] random  [b]t[/] shape  [b]e[/] edit  "
+        "[b]c[/] compare  [b]d[/] decoding  [b]l[/] lens  [b]i[/] card  [b]?[/] help  [b]ctrl+q[/] quit",
         "[b]star-next-token[/], [b]star-reverse[/] beside it, any star G(2..5, 3..6).\n\n"
         "  [b]→ ←[/]    step through the answer\n"
         "  [b]w[/]      force the wrong arm\n"
@@ -193,6 +216,7 @@ class TourState:
     seq: int = 0  # operations pushed before the step's first one: a decode of an earlier step is not shown
     pushed: int = 0  # operations pushed so far
     by_name: dict = field(default_factory=dict)  # model name -> loaded model
+    compact: bool = False  # the panel shows the step's lead (a small terminal)
 
 
 class TourApp(ProbeApp):
@@ -215,9 +239,17 @@ class TourApp(ProbeApp):
         self.call_after_refresh(self.show_step)  # the first step's text while the models load
 
     def on_resize(self, event) -> None:  # and then ProbeApp's
+        """Beside the app from 110 columns (the app keeps 70 or more), above it otherwise; below 34 rows above it
+        in a few lines (the step's lead, no header, no story line)."""
         w, h = event.size
-        self.screen.set_class(w >= 110, "-tour-side")
+        side = w >= 110
+        compact = not side and h < 34
+        self.screen.set_class(side, "-tour-side")
+        self.screen.set_class(compact, "-tour-compact")
         self.screen.set_class(h < 16, "-tour-tiny")
+        if compact != self.tour.compact:
+            self.tour.compact = compact
+            self.show_text()
 
     def key_bindings(self) -> list[Binding]:
         return [*TOUR_KEYS, *super().key_bindings()[len(self.BINDINGS):]]
@@ -245,11 +277,11 @@ class TourApp(ProbeApp):
 
     def show_step(self) -> None:
         """Set up the step on show: its models, its graph decoded, the wrong arm forced, the why panel."""
-        step, panel = self.step, self.query_one(TourPanel)
+        step = self.step
         have = [self.tour.by_name[n] for n in step.models if n in self.tour.by_name]
-        missing = [n for n in step.models if n not in self.tour.by_name] if self._loaded else []
-        panel.show_step(self.tour.index, len(self.steps), step.title, step.body(), missing)
-        panel.scroll_home(animate=False)
+        self.show_text()
+        for panel in self.query(TourPanel):
+            panel.scroll_home(animate=False)
         if not self._loaded or not have:
             return
         if self.why != step.why:
@@ -273,6 +305,15 @@ class TourApp(ProbeApp):
         self.submit(Op(start=partial(_start, main, g, step.cursor)))
         if step.wrong_arm:
             self.change(_api().force_wrong_arm, required=True)  # w
+
+    def show_text(self) -> None:
+        panels = self.screen_stack[0].query(TourPanel) if self.screen_stack else []
+        if not panels:  # a resize before the panel is mounted: on_mount shows the step
+            return
+        step = self.step
+        missing = [n for n in step.models if n not in self.tour.by_name] if self._loaded else []
+        panels.first().show_step(self.tour.index, len(self.steps), step.title, step.body(self.tour.compact),
+                                            missing, self.tour.compact)
 
     def submit(self, op: Op) -> bool:
         """Counted: every op the tour's app queues goes through here (it follows no run, whose ops do not)."""

@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from .render import DIM
 
-KEYS_LINE = "pgdn / >  next step   ·   pgup / <  back   ·   ctrl+q  quit"
+KEYS_TEXT = "pgdn or >   next step\npgup or <   back\nctrl+q      quit"
 
 
 class TourPanel(Static):
@@ -29,28 +29,35 @@ class TourPanel(Static):
     """
     # where it goes depends on the screen's size (classes the tour app sets): app CSS, not scoped to the widget
     SCREEN_CSS = """
-    Screen.-tall TourPanel { max-height: 12; }
+    Screen.-tall TourPanel { max-height: 14; }
+    Screen.-tour-compact TourPanel { max-height: 5; }
+    Screen.-tour-compact Header { display: none; }
+    Screen.-tour-compact #story { display: none; }
     Screen.-tour-side TourPanel {
         dock: right;
-        width: 46;
+        width: 40;
         height: 1fr;
         max-height: 100%;
         margin: 1 0 1 0;  /* below the header, above the footer */
-        padding: 1 2;
+        padding: 1 1;
     }
+    Screen.-tour-side.-wide TourPanel { width: 50; padding: 1 2; }
     Screen.-tour-tiny TourPanel { max-height: 3; padding: 0; }
     """
 
-    def show_step(self, index: int, count: int, title: str, body: Text, missing: list[str]) -> None:
-        """Step ``index`` (from 0) of ``count``: its title in the border, its text, the keys at the foot."""
+    def show_step(self, index: int, count: int, title: str, body: Text, missing: list[str], compact: bool = False) -> None:
+        """Step ``index`` (from 0) of ``count``: its title in the border, its text, the keys at the foot (``compact``:
+        the text only, the keys in the border)."""
         self.border_title = f"tour {index + 1}/{count} · {title}"
         self.border_subtitle = "pgdn > next · pgup < back"
         t = Text()
-        t.append(title + "\n\n", style="bold reverse")
+        if not compact:
+            t.append(title + "\n\n", style="bold underline")
         if missing:
             t.append("This step needs " + ", ".join(missing) + ", not found (the shipped models/ folder). "
                      "The app shows what is loaded.\n\n", style="bold red")
         t.append_text(body)
-        t.append("\n\n")
-        t.append(KEYS_LINE, style=DIM)
+        if not compact:
+            t.append("\n\n")
+            t.append(KEYS_TEXT, style=DIM)
         self.update(t)
