@@ -3,13 +3,15 @@
 import asyncio
 import functools
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from textual.widgets import TextArea
 
 from ntp_probe.probing import parse_for_model
-from ntp_probe.tui.screens.modals import TextModal
+from ntp_probe.tui.screens.modals import TextModal, help_markdown
 from ntp_probe.tui.tour import FIGURES, STEPS, TALK_GRAPH, TourApp, TourStep, tour_models
 from ntp_probe.tui.widgets.tour import TourPanel
 
@@ -121,6 +123,8 @@ async def test_the_usual_keys_work_on_a_step_and_moving_on_resets_it():
         await pilot.press("escape", "question_mark")
         await pilot.pause()
         assert isinstance(app.screen, TextModal)
+        helped = help_markdown(app.key_bindings())
+        assert "Tour: the next step" in helped and "Force the wrong arm" in helped and "Undo force" in helped
         await pilot.press("pagedown")
         await pilot.pause()
         assert app.tour.index == 2 and isinstance(app.screen, TextModal)
@@ -156,6 +160,18 @@ async def test_a_missing_model_is_said_not_a_crash():
         await app.wait_idle()
         assert "no-such-model, not found" in panel_text(app)
         assert app.lm.display_name == "g2-3-next-token" and app.session.graph.goal == 18
+    app = TourApp(steps=[TourStep("none", "lead", "text", ("no-such-model",), TALK_GRAPH)])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.wait_idle()
+        await pilot.pause()
+        assert app.lm is None and "no-such-model, not found" in panel_text(app)
+        await pilot.press(">", "w", "<")  # nothing to walk or force: messages, no crash
+        await app.wait_idle()
+
+
+def test_tour_module_does_not_import_torch():
+    code = "import sys, ntp_probe.tui.tour; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_figures_are_the_leaderboards():

@@ -22,7 +22,9 @@ from textual.widgets import Header
 
 from ..errors import NtpProbeError
 from .app import ProbeApp, _api
-from .ops import Decoded, Op
+from .keys import KEYS
+from .ops import Decoded, ModelsLoaded, Op
+from .widgets.distribution import TopK
 from .widgets.tour import TourPanel
 
 # The talk's own example: start 9, three arms of three nodes (G(3,4)), the goal 7 at the end of the middle one.
@@ -224,7 +226,7 @@ class TourApp(ProbeApp):
 
     SUB_TITLE = "the tour: loading models…"
     CSS = TourPanel.SCREEN_CSS
-    BINDINGS = TOUR_KEYS
+    BINDINGS = [*TOUR_KEYS, *KEYS]  # the help screen and the palette list both (ProbeApp builds them from BINDINGS)
 
     def __init__(self, *, start: int = 0, steps: list[TourStep] | None = None) -> None:
         self.steps = list(steps or STEPS)
@@ -251,17 +253,17 @@ class TourApp(ProbeApp):
             self.tour.compact = compact
             self.show_text()
 
-    def key_bindings(self) -> list[Binding]:
-        return [*TOUR_KEYS, *super().key_bindings()[len(self.BINDINGS):]]
-
     # -- steps ---------------------------------------------------------------------------------------
     @property
     def step(self) -> TourStep:
         return self.steps[self.tour.index]
 
+    def on_models_loaded(self, msg: ModelsLoaded) -> None:  # before ProbeApp's handler, which calls first_graph
+        self.tour.by_name = {m.display_name: m for m in msg.models}
+        self.call_after_refresh(self.show_text)  # none loaded: the panel says which are missing
+
     def first_graph(self) -> None:
         """Once the models are loaded: the step the tour starts at."""
-        self.tour.by_name = {m.display_name: m for m in self.models}
         self.show_step()
 
     def action_tour(self, delta: int) -> None:
@@ -277,17 +279,19 @@ class TourApp(ProbeApp):
 
     def show_step(self) -> None:
         """Set up the step on show: its models, its graph decoded, the wrong arm forced, the why panel."""
-        step = self.step
+        step, main_screen = self.step, self.screen_stack[0]
         have = [self.tour.by_name[n] for n in step.models if n in self.tour.by_name]
         self.show_text()
-        for panel in self.query(TourPanel):
+        for panel in main_screen.query(TourPanel):
             panel.scroll_home(animate=False)
         if not self._loaded or not have:
             return
-        if self.why != step.why:
+        if self.why != step.why:  # y's panel in place of the distribution and the side panels, or back
             self.why = step.why
-            self.query_one("#why").display = self.why
-            self.query_one("#bottom").display = not self.why
+            main_screen.query_one("#why").display = self.why
+            main_screen.query_one("#bottom").display = not self.why
+        if not self.why and main_screen.focused is None:  # the top-k list was hidden with the bottom row
+            main_screen.query_one(TopK).focus()
         main = have[0]
         self.models = have
         self._set_main(main)
@@ -312,8 +316,8 @@ class TourApp(ProbeApp):
             return
         step = self.step
         missing = [n for n in step.models if n not in self.tour.by_name] if self._loaded else []
-        panels.first().show_step(self.tour.index, len(self.steps), step.title, step.body(self.tour.compact),
-                                            missing, self.tour.compact)
+        panels.first().show_step(self.tour.index, len(self.steps), step.title, step.body(self.tour.compact), missing,
+                                 self.tour.compact)
 
     def submit(self, op: Op) -> bool:
         """Counted: every op the tour's app queues goes through here (it follows no run, whose ops do not)."""
