@@ -57,7 +57,7 @@ def check_step(app, i: int) -> None:
     if step.why:
         assert app.probed.why is not None and app.probed.session.current == dp  # the causal probes at the decision
     text = panel_text(app)
-    assert app.query_one(TourPanel).border_title == f"tour {i + 1}/{len(STEPS)} · {step.title}"
+    assert app.query_one(TourPanel).border_title.startswith(f"tour {i + 1}/{len(STEPS)}")
     assert step.body(compact=app.tour.compact).plain[:40] in text
     assert "not found" not in text
 
@@ -130,6 +130,25 @@ async def test_the_usual_keys_work_on_a_step_and_moving_on_resets_it():
         assert app.tour.index == 2 and isinstance(app.screen, TextModal)
 
 
+@sync
+async def test_the_why_step_keeps_the_keys_out_of_the_editor():
+    """The why panel hides the top-k list; closing the help then handed the focus to the graph editor (the first
+    focusable widget) and the next keys were typed into the graph. The tour's panel holds it instead."""
+    app = TourApp(start=3)
+    async with app.run_test(size=TEACHER) as pilot:
+        await app.wait_idle()
+        check_step(app, 3)
+        text = app.editor.text
+        for keys in (("question_mark", "escape"), ("e", "escape"), ("y", "y")):
+            await pilot.press(*keys)
+            await app.wait_idle()
+            await pilot.pause()
+            assert not isinstance(app.focused, TextArea) and app.focused.display
+        await pilot.press("z", "<")
+        await app.wait_idle()
+        assert app.editor.text == text and app.tour.index == 2
+
+
 @pytest.mark.parametrize("size", [(80, 24), (40, 10)])
 @sync
 async def test_small_terminals(size):
@@ -195,3 +214,62 @@ def test_snapshot_step(snap_compare, index):
         await pilot.app.wait_idle()
 
     assert snap_compare(TourApp(start=index), terminal_size=TEACHER, run_before=run_before)
+
+
+def run_in_pty(args: list[str], keys: bytes, wait_for: bytes, size=TEACHER, timeout: float = 120.0) -> tuple[int, bytes]:
+    """Run ``ntp-probe ARGS`` on a pseudo-terminal of ``size``; once its screen shows ``wait_for``, type ``keys``.
+    Returns the exit code and everything it drew."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(size[0]), "LINES": str(size[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "ntp_probe", *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, close_fds=True, start_new_session=True)
+    os.close(slave)
+    drawn, sent, deadline = b"", False, time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the app exited and closed the terminal
+                    break
+                drawn += chunk
+            if not sent and wait_for in drawn:
+                time.sleep(0.5)
+                os.write(master, keys)
+                sent = True
+            if proc.poll() is not None and not ready:
+                break
+        return proc.wait(timeout=max(1.0, deadline - time.monotonic())), drawn
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+def test_cli_tour_opens_in_a_terminal_and_quits():
+    """``ntp-probe tour`` on a real (pseudo) terminal: the first step is drawn, > moves on, ctrl+q quits with 0."""
+    code, drawn = run_in_pty(["tour", "--step", "3"], b">\x11", wait_for=b"tour 3/8")
+    assert code == 0, drawn[-2000:]
+    assert b"Clever Hans" in drawn and b"Traceback" not in drawn
+
+
+def test_cli_tour_needs_a_terminal_and_checks_its_step():
+    res = subprocess.run([sys.executable, "-m", "ntp_probe", "tour"], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 2 and res.stderr.startswith("error: ") and "terminal" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not res.stdout
+    for bad in ("0", "9", "x"):
+        res = subprocess.run([sys.executable, "-m", "ntp_probe", "tour", "--step", bad], capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL)
+        assert res.returncode == 2 and "--step" in res.stderr, res.stderr

@@ -290,8 +290,7 @@ class TourApp(ProbeApp):
             self.why = step.why
             main_screen.query_one("#why").display = self.why
             main_screen.query_one("#bottom").display = not self.why
-        if not self.why and main_screen.focused is None:  # the top-k list was hidden with the bottom row
-            main_screen.query_one(TopK).focus()
+        self._keep_focus()
         main = have[0]
         self.models = have
         self._set_main(main)
@@ -309,6 +308,21 @@ class TourApp(ProbeApp):
         self.submit(Op(start=partial(_start, main, g, step.cursor)))
         if step.wrong_arm:
             self.change(_api().force_wrong_arm, required=True)  # w
+
+    def _keep_focus(self) -> None:
+        """The top-k list when it is on show, else the tour's panel: never nothing (see ``TourPanel``)."""
+        main_screen = self.screen_stack[0]
+        focused = main_screen.focused
+        if focused is None or focused is main_screen.query_one(TopK) or isinstance(focused, TourPanel):
+            main_screen.set_focus(main_screen.query_one(TourPanel) if self.why else main_screen.query_one(TopK))
+
+    def action_toggle_why(self) -> None:
+        super().action_toggle_why()
+        self._keep_focus()
+
+    def action_leave_editor(self) -> None:
+        super().action_leave_editor()  # focuses the top-k list, later (Widget.focus): it may be hidden
+        self.call_later(self._keep_focus)
 
     def show_text(self) -> None:
         panels = self.screen_stack[0].query(TourPanel) if self.screen_stack else []

@@ -13,7 +13,10 @@ from .render import DIM
 KEYS_TEXT = "pgdn or >   next step\npgup or <   back\nctrl+q      quit"
 
 
-class TourPanel(Static):
+class TourPanel(Static, can_focus=True):
+    """Focusable so that the focus has somewhere to be when the why panel hides the top-k list (else closing a modal
+    hands it to the first focusable widget, the graph editor, and the next keys type into it)."""
+
     DEFAULT_CSS = """
     TourPanel {
         height: auto;
@@ -48,7 +51,7 @@ class TourPanel(Static):
     def show_step(self, index: int, count: int, title: str, body: Text, missing: list[str], compact: bool = False) -> None:
         """Step ``index`` (from 0) of ``count``: its title in the border, its text, the keys at the foot (``compact``:
         the text only, the keys in the border)."""
-        self.border_title = f"tour {index + 1}/{count} · {title}"
+        self.border_title = f"tour {index + 1}/{count}" + (f" · {title}" if compact else "")  # else: the text's heading
         self.border_subtitle = "pgdn > next · pgup < back"
         t = Text()
         if not compact:
