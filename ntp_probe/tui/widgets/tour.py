@@ -36,6 +36,7 @@ class TourPanel(Static, can_focus=True):
     Screen.-tour-compact TourPanel { max-height: 5; }
     Screen.-tour-compact Header { display: none; }
     Screen.-tour-compact #story { display: none; }
+    Screen.-tour-compact #attention { display: none; }  /* the model beside it gets the side column */
     Screen.-tour-side TourPanel {
         dock: right;
         width: 40;
