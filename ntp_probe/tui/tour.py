@@ -77,12 +77,12 @@ class TourStep:
 STEPS: list[TourStep] = [
     TourStep(
         "The task",
-        "Find the path from 9 to 7: [b green]9 → 2 → 1 → 7[/]. Every step is 'follow the edge' except the "
-        "first, [b]which arm?[/], and that one needs planning. [dim]→ reveals the model's answer.[/]",
+        "Find the path from 9 to 7: [b green]9 → 2 → 1 → 7[/]. Every step but one is 'follow the edge'; the "
+        "first move, [b]which arm?[/], needs planning. [dim]→ reveals the model's answer.[/]",
         "A [b]path-star graph[/]: one start, several arms, the goal at the end of one of them. The model reads the "
         "edges, shuffled, then the question [b]find(9 → 7)[/], and must write the path: [b green]9 → 2 → 1 → 7[/].\n\n"
-        "After the first move every step is easy: follow the only edge. The hard one is the first: [b]which arm "
-        "leaves 9 towards 7?[/] Answering it means looking ahead to the goal: [b]planning[/].\n\n"
+        "After the start, every step but one is easy: follow the only edge. The hard one is the first move: "
+        "[b]which arm leaves 9 towards 7?[/] Answering it means looking ahead to the goal: [b]planning[/].\n\n"
         "The model is [b]star-next-token[/], trained the usual way (next-token prediction, teacher forcing) on every "
         "star G(2..5, 3..6); this one has 3 arms of 3 nodes.\n\n"
         "[dim]Try: → reveals its answer one token at a time.[/]",
@@ -96,7 +96,7 @@ STEPS: list[TourStep] = [
         "the three children of 9, [b]a guess[/], and greedy takes whichever is on top.\n\n"
         "Over 20,000 graphs it picks the right arm [b]1 time in d[/]: G(2,5) "
         f"{fig('g2-5-next-token', 'G(2,5)')} (chance 0.5), G(5,5) {fig('g5-5-next-token', 'G(5,5)')} (chance 0.2). "
-        "Every token after the decision it gets right, with near certainty (the confidence strip).\n\n"
+        "After the decision it is near-certain at every token (the confidence strip): the rest is following edges.\n\n"
         "[dim]Try: d cycles the decoding: sampling, beam search, a perfect verifier. The verifier gets there by "
         "trying arms: search, not planning.[/]",
         ("star-next-token",), TALK_GRAPH, cursor="decision"),
@@ -105,12 +105,12 @@ STEPS: list[TourStep] = [
         "Forced onto the wrong arm ([b]w[/]), the model [b]walks it[/] at p ≈ 1.00: teacher forcing taught it "
         "'next = a child of the previous node', a [b]Clever Hans cheat[/]. At the end it copies the goal.",
         "A G(2,5) model, and we [b]force the wrong arm[/] at the decision ([b]w[/], magenta *).\n\n"
-        "The model [b]walks the wrong arm[/], every step at p ≈ 1.00 — it never looks at the goal. Trained with "
-        "teacher forcing, it always saw the true previous node, so [b]'the next node is a child of the previous "
+        "The model [b]walks the wrong arm[/], every step at p ≈ 1.00: the goal it was given does not stop it. "
+        "Trained with teacher forcing, it always saw the true previous node, so [b]'the next node is a child of the previous "
         "one'[/] was enough to score: a [b]Clever Hans cheat[/], right answers for the wrong reason.\n\n"
         "At the last token it writes the goal from the question instead: a second shortcut ('the last node is the "
         "goal').\n\n"
-        "[dim]Try: u undoes the force; ↑ ↓ enter forces any node of the list.[/]",
+        "[dim]Try: x clears the forced tokens; ↑ ↓ enter forces any node of the list.[/]",
         ("g2-5-next-token",), G25_LUCKY, wrong_arm=True),
     TourStep(
         "The indecipherable token",
@@ -130,11 +130,11 @@ STEPS: list[TourStep] = [
         "Written [b]backwards[/] (goal → start), each token is the only parent of the previous one: no arm to "
         f"guess. [b]g2-5-reverse {fig('g2-5-reverse', 'G(2,5)')}[/], next-token "
         f"{fig('g2-5-next-token', 'G(2,5)')} (beside it, on the same graph).",
-        "Same task, the answer [b]written backwards[/]: goal → start. Each token is now the [b]only parent[/] of the "
-        "previous one, a lookup: there is no arm to guess.\n\n"
+        "The paper's first fix: the same task, the answer [b]written backwards[/]: goal → start. Each token is now "
+        "the [b]only parent[/] of the previous one, a lookup: there is no arm to guess.\n\n"
         f"[b]g2-5-reverse: {fig('g2-5-reverse', 'G(2,5)')}[/] on 20,000 G(2,5) graphs, where next-token is "
-        f"{fig('g2-5-next-token', 'G(2,5)')}. Beside it (compare): next-token on the same graph, guessing the "
-        "wrong arm.\n\n"
+        f"{fig('g2-5-next-token', 'G(2,5)')}. Beside it (compare): next-token on the same graph (here it took the "
+        "wrong arm).\n\n"
         "The task did not change; the [b]order of supervision[/] did.\n\n"
         "[dim]Try: r for another graph, both models on it.[/]",
         ("g2-5-reverse", "g2-5-next-token"), G25_UNLUCKY),
@@ -143,7 +143,8 @@ STEPS: list[TourStep] = [
         "[b]Teacherless[/]: dummy inputs ($) for the answer, so no cheat: it must plan. G(2,3) "
         f"[b]{fig('g2-3-teacherless', 'G(2,3)')}[/], next-token {fig('g2-3-next-token', 'G(2,3)')} (beside it); "
         f"on G(2,5) ours reached {fig('g2-5-teacherless', 'G(2,5)')}.",
-        "[b]Teacherless[/] training: the answer's inputs are dummy tokens ($), not the true previous nodes. No "
+        "The paper's second fix, [b]teacherless[/] training: the answer's inputs are dummy tokens ($), not the true "
+        "previous nodes. No "
         "prefix to copy from, no Clever Hans: the model must [b]plan the whole path[/] from the question.\n\n"
         f"G(2,3): [b]g2-3-teacherless {fig('g2-3-teacherless', 'G(2,3)')}[/], next-token "
         f"{fig('g2-3-next-token', 'G(2,3)')} (beside it, guessing on this graph).\n\n"
