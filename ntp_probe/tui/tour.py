@@ -219,7 +219,7 @@ class TourState:
     seq: int = 0  # operations pushed before the step's first one: a decode of an earlier step is not shown
     pushed: int = 0  # operations pushed so far
     by_name: dict = field(default_factory=dict)  # model name -> loaded model
-    compact: bool = False  # the panel shows the step's lead (a small terminal)
+    mode: str = "full"  # the panel's text: "full", "compact" (the step's lead: a small terminal), "tiny" (one line)
 
 
 class TourApp(ProbeApp):
@@ -246,12 +246,12 @@ class TourApp(ProbeApp):
         in a few lines (the step's lead, no header, no story line)."""
         w, h = event.size
         side = w >= 110
-        compact = not side and h < 34
+        mode = "full" if side or h >= 34 else "tiny" if h < 16 else "compact"
         self.screen.set_class(side, "-tour-side")
-        self.screen.set_class(compact, "-tour-compact")
-        self.screen.set_class(h < 16, "-tour-tiny")
-        if compact != self.tour.compact:
-            self.tour.compact = compact
+        self.screen.set_class(mode != "full", "-tour-compact")
+        self.screen.set_class(mode == "tiny", "-tour-tiny")
+        if mode != self.tour.mode:
+            self.tour.mode = mode
             self.show_text()
 
     # -- steps ---------------------------------------------------------------------------------------
@@ -331,8 +331,8 @@ class TourApp(ProbeApp):
             return
         step = self.step
         missing = [n for n in step.models if n not in self.tour.by_name] if self._loaded else []
-        panels.first().show_step(self.tour.index, len(self.steps), step.title, step.body(self.tour.compact), missing,
-                                 self.tour.compact)
+        panels.first().show_step(self.tour.index, len(self.steps), step.title, step.body(self.tour.mode != "full"),
+                                 missing, self.tour.mode)
 
     def submit(self, op: Op) -> bool:
         """Counted: every op the tour's app queues goes through here (it follows no run, whose ops do not)."""

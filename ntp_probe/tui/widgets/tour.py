@@ -46,22 +46,29 @@ class TourPanel(Static, can_focus=True):
         padding: 1 1;
     }
     Screen.-tour-side.-wide TourPanel { width: 50; padding: 1 2; }
-    Screen.-tour-tiny TourPanel { max-height: 3; padding: 0; }
+    /* a tiny terminal (40x10): one line, the step's name; the app's own short layout below it */
+    Screen.-tour-tiny TourPanel { border: none; height: 1; max-height: 1; padding: 0 1; background: $accent 40%; }
+    Screen.-tour-tiny #story { display: block; }
     """
 
-    def show_step(self, index: int, count: int, title: str, body: Text, missing: list[str], compact: bool = False) -> None:
-        """Step ``index`` (from 0) of ``count``: its title in the border, its text, the keys at the foot (``compact``:
-        the text only, the keys in the border)."""
-        self.border_title = f"tour {index + 1}/{count}" + (f" · {title}" if compact else "")  # else: the text's heading
+    def show_step(self, index: int, count: int, title: str, body: Text, missing: list[str], mode: str = "full") -> None:
+        """Step ``index`` (from 0) of ``count``. ``mode`` "full": the title as a heading, the text, the keys at the
+        foot; "compact": the text (the step's lead), the title and the keys in the border; "tiny": one line."""
+        self.border_title = f"tour {index + 1}/{count}" + (f" · {title}" if mode == "compact" else "")
         self.border_subtitle = "pgdn > next · pgup < back"
         t = Text()
-        if not compact:
+        if mode == "tiny":
+            t.append(f"tour {index + 1}/{count} · {title}", style="bold")
+            t.append(" · pgdn/pgup" + (" · models missing" if missing else ""))
+            self.update(t)
+            return
+        if mode == "full":
             t.append(title + "\n\n", style="bold underline")
         if missing:
             t.append("This step needs " + ", ".join(missing) + ", not found (the shipped models/ folder). "
                      "The app shows what is loaded.\n\n", style="bold red")
         t.append_text(body)
-        if not compact:
+        if mode == "full":
             t.append("\n\n")
             t.append(KEYS_TEXT, style=DIM)
         self.update(t)
