@@ -327,3 +327,21 @@ def test_patch_memory_does_not_grow_with_the_count(tmp_path):
     small = _peak("patch", wide, "--count", 200, "--json", "--threads", 1)
     large = _peak("patch", wide, "--count", 2000, "--json", "--threads", 1)
     assert large - small < 60 * 2**20, (small, large)
+
+
+def test_cli_names_a_near_zero_effect_in_the_table_json_and_png(tmp_path):
+    """Issue 29 #5: `patch g2-5-next-token --graph G` printed clean −0.196, corrupt −0.192, then "strongest … +1.00"
+    (a ratio of noise). Now the table says the goal does not change the output and shows the raw differences; the
+    JSON carries the flag, the gap and the threshold; the PNG draws the raw differences."""
+    png = tmp_path / "nz.png"
+    r = runner.invoke(app, ["patch", "g2-5-next-token", "--graph", G25, "--png", png], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())
+    assert "the goal does not change this step's output: nothing to patch here" in text
+    assert "strongest" not in text and "|clean − corrupt| = 0.0033 logits" in text and "noise threshold" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = json.loads(_cli("g2-5-next-token", "--graph", G25, "--json").stdout)
+    assert res["near_zero"] is True and res["gap"] < res["noise_threshold"] and res["clean"] == pytest.approx(-0.196, abs=1e-3)
+    r = runner.invoke(app, ["patch", "g2-5-reverse", "--graph", G25], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "strongest" in r.stdout and "nothing to patch" not in r.stdout
+    assert json.loads(_cli("g2-5-reverse", "--graph", G25, "--json").stdout)["near_zero"] is False

@@ -529,3 +529,24 @@ def top_cells(res: dict, k: int = 5) -> list[tuple[str, int, str, float]]:
     cells = [(res["layers"][i], p, res["tokens"][p], v) for i, row in enumerate(res["normalized"])
              for p, v in enumerate(row) if v is not None]
     return sorted(cells, key=lambda c: -abs(c[3]))[:k]
+
+
+NEAR_ZERO = "the goal does not change this step's output: nothing to patch here"
+
+
+def raw_cells(res: dict, k: int = 3) -> list[tuple[str, int, float]]:
+    """The ``k`` cells of largest raw effect, patched − corrupt in logits: (layer, position, value)."""
+    c = res["corrupt"]
+    cells = [(res["layers"][i], p, v - c) for i, row in enumerate(res["grid"]) for p, v in enumerate(row)
+             if v is not None and c is not None]
+    return sorted(cells, key=lambda x: -abs(x[2]))[:k]
+
+
+def near_zero_detail(res: dict, labels: list[str] | None = None) -> str:
+    """What a near-zero result shows instead of a normalized map: the raw logit differences, one line."""
+    labels = labels or res["tokens"]
+    mean = " (mean per graph)" if "count" in res else ""
+    cells = ", ".join(f"{layer} @ {labels[p]} (#{p + 1}) {v:+.4f}" for layer, p, v in raw_cells(res))
+    return (f"|clean − corrupt| = {res['gap']:.4f} logits{mean}, within the noise threshold {res['noise_threshold']:.3f} "
+            f"({NOISE:.0%} of the spread of the clean run's logits); largest patched − corrupt: {cells}")
+
