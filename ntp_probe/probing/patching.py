@@ -53,7 +53,7 @@ PAIRS = ("goal", "shuffle")
 ROLES = ("goal arm", "other arm")
 CHUNK = 256  # graphs per forward pass (attribution)
 GRAPHS = 256  # graphs per chunk of ``patch``: one chunk's activations are held at a time (memory does not grow
-# with --count; g2-5-next-token: ~40 MB a chunk; benchmarks/patch.py --rss)
+# with --count; g2-5-next-token: a few tens of MB a chunk; benchmarks/patch.py --rss)
 NOISE = 0.05  # the near-zero threshold, a fraction of the clean logits' spread at the step (``noise_threshold``)
 ROWS = 64  # sequences per patched or knocked-out pass: small batches stay in the CPU's cache (2-3x faster than
 # 1,024 rows on the project's box for g2-5-mlm-u; benchmarks/patch.py)
