@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from textual.widgets import Label
+import pytest
 from textual.content import Content
+from textual.widgets import Label
 
 from ntp_probe.tui.app import ProbeApp
 from test_tui import GRAPH, sync, text_of
@@ -141,6 +142,7 @@ def _pty_run(args: list[str], seconds_after: float, expect: bytes, timeout: floa
         os.close(master)
 
 
+@pytest.mark.slow
 def test_bracketed_model_path_in_a_real_terminal():
     """The toast is drawn only in a terminal: there, a MarkupError used to end the app at once."""
     drawn, code = _pty_run(["tui", "no[/such]"], 1.5, b"no[/such]")
