@@ -6,9 +6,7 @@ event files read back with its own EventAccumulator. A test whose package is not
 from __future__ import annotations
 
 import json
-import os
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
@@ -246,8 +244,6 @@ def test_sweep_run_tracks_its_run_in_the_run_directory(tmp_path):
                       'batch-size = 8\neval-every = 5\neval-count = 16\nsteps = 10\namp = "fp32"\ndevice = "cpu"\n'
                       'threads = 1\ntracker = "tensorboard"\n[[run]]\nname = "one"\n')
     out = tmp_path / "sweep"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    p = subprocess.run([sys.executable, "-m", "ntp_probe", "sweep", "run", str(recipe), "--out", str(out)],
-                       env=env, capture_output=True, text=True, timeout=240)
-    assert p.returncode == 0, p.stderr
+    r = cli("sweep", "run", str(recipe), "--out", str(out))  # the run itself: a 'train' subprocess
+    assert r.exit_code == 0, r.stderr
     assert_mirrors(read_tensorboard(out / "one" / "tensorboard"), metrics(out / "one"))
