@@ -134,6 +134,21 @@ def test_tensorboard_mirrors_metrics_and_resume_continues_the_same_log(tmp_path)
     assert [s for s, _ in read_tensorboard(out / "tensorboard")["train/loss"]] == [10]
 
 
+def test_a_run_killed_before_its_first_checkpoint_starts_a_new_tracked_run(tmp_path):
+    pytest.importorskip("tensorboard")
+    from ntp_probe.train import train
+
+    out = tmp_path / "run"
+    (out / "tensorboard").mkdir(parents=True)
+    old = out / "tensorboard" / "events.out.tfevents.1.old"
+    old.write_bytes(b"")
+    (out / "tracker.json").write_text('{"wandb": {"id": "oldrun01"}}')
+    (out / "metrics.jsonl").write_text('{"step": 10}\n')
+    train(tiny_config(out, steps=10, tracker="tensorboard"), out)  # no --force needed: nothing to lose
+    assert not old.exists() and not (out / "tracker.json").exists()
+    assert [s for s, _ in read_tensorboard(out / "tensorboard")["train/loss"]] == [10]
+
+
 # ------------------------------------------------------------------------------------------------
 # wandb, offline
 
