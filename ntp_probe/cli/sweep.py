@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from ._common import _click, err, handle_errors, out
+from ._common import _click, err, handle_errors, out, writing
 from .train import train, train_config
 
 sweep_app = typer.Typer(help="Sweeps: a recipe file of training runs — run them K at a time, list them for a cluster, "
@@ -199,7 +199,8 @@ def table_cmd(
 
     recs = records(sweep_dir)
     if markdown_file is not None:
-        write_markdown(markdown_file, markdown(recs))
+        with writing("--markdown"):
+            write_markdown(markdown_file, markdown(recs))
     if as_json:
         print(json.dumps(rows(recs)))
         return
@@ -224,8 +225,10 @@ def plot_cmd(
     """Draw every run's held-out curves (greedy and each inner answer position) into one PNG."""
     from ..sweep import plot, records
 
-    path = plot(records(sweep_dir), out_file)
-    err.print(f"wrote {path}", highlight=False)
+    recs = records(sweep_dir)
+    with writing("--out"):
+        path = plot(recs, out_file)
+    err.print(f"wrote {path}", highlight=False, markup=False)
 
 
 @sweep_app.command("archive")
