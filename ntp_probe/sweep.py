@@ -56,7 +56,7 @@ MAX_RECORD_BYTES = 16 * 2**20  # an archived record.json (the shipped ones are <
 MAX_MARKDOWN_BYTES = 16 * 2**20  # sweep table --markdown FILE: the file the table is written into
 MAX_POINTS = 100_000  # evaluations of one run's curve that are read
 LOG_TAIL_BYTES = 65_536  # a failed run's last line is read from this much of the end of its log
-MAX_PANELS = 96  # sweep plot draws at most this many runs (a note says how many were left out)
+MAX_PANELS = 60  # sweep plot draws at most this many runs (a note says how many were left out)
 MAX_LINES = 10  # ... and at most this many inner answer positions per panel
 FIT = 0.95  # a run 'fits' once its held-out greedy accuracy reaches this
 PARTLY = 0.6  # ... 'partly' once an inner answer position does
@@ -308,13 +308,18 @@ def read_limited(path: str | Path, what: str, max_bytes: int) -> bytes:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise UsageError(f"{path}: cannot read {what} ({e.strerror or e.__class__.__name__})") from None
-    with os.fdopen(fd, "rb") as f:
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
             raise UsageError(f"{path}: is {kind}; {what} is read from a regular file only")
         if st.st_size > max_bytes:
             raise UsageError(f"{path}: {st.st_size:,} bytes; {what} is at most {max_bytes:,}")
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
         try:
             data = f.read(max_bytes + 1)
         except OSError as e:
@@ -767,7 +772,8 @@ def records(out: str | Path, warn: Warn = _warn) -> list[dict]:
     out = Path(out)
     if not out.is_dir():
         raise UsageError(f"{out}: no such sweep directory")
-    plan = {p["name"]: p for p in _plan(out, warn)}
+    said: list[str] = []  # the warnings, said once the map has a run (else the one error line says the first)
+    plan = {p["name"]: p for p in _plan(out, said.append)}
     try:
         dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
     except OSError as e:
@@ -775,13 +781,17 @@ def records(out: str | Path, warn: Warn = _warn) -> list[dict]:
     names = list(dict.fromkeys([*plan, *dirs]))
     recs = []
     for name in names:
-        rec = record(out / name, warn) if (out / name).is_dir() else None
+        rec = record(out / name, said.append) if (out / name).is_dir() else None
         if rec is None and name in plan:
             rec = {"name": name, "pending": True, "options": plan[name]["options"], "curve": []}
         if rec is not None:
             recs.append(rec)
     if not recs:
-        raise UsageError(f"{out}: holds no runs (no run directory with a model, and no {SWEEP_FILE})")
+        why = f"; {said[0]}" if said else f" (no run directory with a model, and no {SWEEP_FILE})"
+        raise UsageError(f"{out}: holds no runs{why}")
+    if warn:
+        for message in said:
+            warn(message)
     return recs
 
 
@@ -931,7 +941,8 @@ def plot(recs: list[dict], out: str | Path, title: str = "held-out accuracy per 
     cols = min(3 if total <= 12 else 6 if total <= 36 else 8, len(recs))
     nrows = -(-len(recs) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.0 * cols, 2.6 * nrows + (0.4 if note else 0)), dpi=100,
-                             squeeze=False, sharey=True)
+                             squeeze=False)
+    from matplotlib.ticker import FixedLocator, MaxNLocator
     for k, (ax, r) in enumerate(zip(axes.flat, recs)):
         curve = r["curve"]
         steps = [x["step"] for x in curve]
@@ -941,6 +952,8 @@ def plot(recs: list[dict], out: str | Path, title: str = "held-out accuracy per 
         ax.plot(steps, [x["accuracy"] for x in curve], color="black", lw=1.8, label="greedy")
         ax.set_title(_tex(f"{_clip(r['name'], 50)}: {_shape(r)}"), fontsize=8)
         ax.set_ylim(-0.02, 1.02)
+        ax.yaxis.set_major_locator(FixedLocator([0, 0.5, 1]))  # few ticks: a tick's layout is most of a panel's time
+        ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
         if total <= 12 or k == 0:  # many panels: one legend (each costs a layout pass)
@@ -951,7 +964,7 @@ def plot(recs: list[dict], out: str | Path, title: str = "held-out accuracy per 
     if total <= 12:
         fig.tight_layout()
     else:  # tight_layout over tens of panels takes most of a minute; a fixed layout fits these panels
-        fig.subplots_adjust(left=0.04, right=0.99, bottom=0.02, top=1 - 0.9 / (2.6 * nrows + 0.4), hspace=0.45,
+        fig.subplots_adjust(left=0.04, right=0.99, bottom=0.02, top=1 - 1.15 / (2.6 * nrows + 0.4), hspace=0.45,
                             wspace=0.15)
     out = Path(out)
     from .atomic import atomic_write
