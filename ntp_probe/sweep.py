@@ -209,7 +209,7 @@ class Run:
         kill before the first checkpoint leaves: no model, no checkpoint; train starts it over by itself) or 'stuck'
         (a model or other files but no readable checkpoint, and not finished: never started over, since that would
         delete them; ``self.why`` says so in one line)."""
-        from . import checkpoint as ckpt
+        from .runfiles import STATE_FILE
         from .runs import owner, status
 
         self.why = ""
@@ -219,7 +219,7 @@ class Run:
         if not d.is_dir():
             self.why = f"{d}: exists and is not a run directory; move it away"
             return "stuck"
-        if (d / ckpt.STATE_FILE).is_file():
+        if (d / STATE_FILE).is_file():
             try:
                 st = status(d)
             except NtpProbeError:
@@ -239,9 +239,11 @@ class Run:
         ``steps`` (or the target accuracy); 'empty' if it holds only what a kill before the first checkpoint leaves;
         else 'stuck'."""
         from . import checkpoint as ckpt
-        from .runs import METRICS_FILE, read_metrics
+        from .runfiles import LOCK_FILE as RUN_LOCK
+        from .runfiles import METRICS_FILE, MODEL_FILE, PID_FILE, PROGRESS_FILE, STATE_FILE
+        from .runs import read_metrics
 
-        model = d / ckpt.MODEL_FILE
+        model = d / MODEL_FILE
         step, best = -1, -1.0
         header_ok = False
         if model.is_file():
@@ -268,13 +270,13 @@ class Run:
         except OSError as e:
             self.why = f"{d}: cannot read the run directory ({e.strerror or e})"
             return "stuck"
-        leftovers = {"train.lock", "train.pid", "progress.json", METRICS_FILE}
+        leftovers = {RUN_LOCK, PID_FILE, PROGRESS_FILE, METRICS_FILE}
         if all(n in leftovers or (n.startswith(".") and n.endswith(".tmp")) for n in names):
             return "empty"
         what = (f"a model (step {step:,} of {self.steps:,})" if header_ok and step >= 0 else
                 "a model" if header_ok else "an unreadable model" if model.is_file() else
                 f"{len(names - leftovers):,} other files")
-        self.why = (f"{d}: holds {what} but no readable {ckpt.STATE_FILE}: it cannot resume and is not finished; "
+        self.why = (f"{d}: holds {what} but no readable {STATE_FILE}: it cannot resume and is not finished; "
                     "move it away to retrain it")
         return "stuck"
 
@@ -737,10 +739,11 @@ def record(run: Path, warn: Warn = _warn) -> dict | None:
     held-out curve — from its model header and metrics.jsonl, or from an archived ``record.json``. Every field is
     checked (``clean_record``); the name is the directory's."""
     from . import checkpoint as ckpt
+    from .runfiles import MODEL_FILE
     from .runs import read_metrics
 
     arch = run / RECORD_FILE
-    model = run / ckpt.MODEL_FILE
+    model = run / MODEL_FILE
     if model.is_file():
         try:
             meta = ckpt.read_meta(model)
@@ -981,9 +984,9 @@ def plot(recs: list[dict], out: str | Path, title: str = "held-out accuracy per 
 
 
 def _is_sweep_dir(d: Path) -> bool:
-    from . import checkpoint as ckpt
+    from .runfiles import MODEL_FILE
 
-    return (d / SWEEP_FILE).is_file() and not (d / ckpt.MODEL_FILE).exists() and not (d / RECORD_FILE).exists()
+    return (d / SWEEP_FILE).is_file() and not (d / MODEL_FILE).exists() and not (d / RECORD_FILE).exists()
 
 
 def _sweep_file(p: Path) -> bool:
@@ -1001,8 +1004,8 @@ def archive_plan(args: list[Path], into: Path, prefix: str = "", warn: Warn = _w
     plan, lock and logs (``runs/map/*``) are skipped. Refused (UsageError): a path that is no run, a name the recipe
     would refuse, two runs of one name, a target that holds a run (a model, a checkpoint, metrics: a live or finished
     run is never written into) or another record."""
-    from . import checkpoint as ckpt
-    from .runs import METRICS_FILE
+    from .runfiles import LOCK_FILE as RUN_LOCK
+    from .runfiles import METRICS_FILE, MODEL_FILE, PID_FILE, STATE_FILE
 
     for ch in prefix:
         if not (ch.isascii() and (ch.isalnum() or ch in "._-")):
@@ -1036,7 +1039,7 @@ def archive_plan(args: list[Path], into: Path, prefix: str = "", warn: Warn = _w
         raise UsageError("no run to archive")
     if into.exists() and not into.is_dir():
         raise UsageError(f"--into {into}: exists and is not a directory")
-    if into.is_dir() and any((into / f).exists() for f in (ckpt.MODEL_FILE, ckpt.STATE_FILE, RECORD_FILE)):
+    if into.is_dir() and any((into / f).exists() for f in (MODEL_FILE, STATE_FILE, RECORD_FILE)):
         raise UsageError(f"--into {into}: is a run directory, not a sweep directory; archive into another one")
     plan: list[tuple[Path, dict]] = []
     by_name: dict[str, Path] = {}
@@ -1054,7 +1057,7 @@ def archive_plan(args: list[Path], into: Path, prefix: str = "", warn: Warn = _w
         if target.exists() or target.is_symlink():
             if not target.is_dir():
                 raise UsageError(f"{target}: exists and is not a directory; nothing archived")
-            held = [f for f in (ckpt.MODEL_FILE, ckpt.STATE_FILE, METRICS_FILE, "train.pid", "train.lock")
+            held = [f for f in (MODEL_FILE, STATE_FILE, METRICS_FILE, PID_FILE, RUN_LOCK)
                     if (target / f).exists()]
             if held:
                 raise UsageError(f"{target}: holds a run ({held[0]}); an archive never writes into a run; "

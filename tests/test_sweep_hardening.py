@@ -75,7 +75,7 @@ def snapshot(d: Path) -> dict:
 
 def _train_run(tmp: Path, steps_now: int, steps_recipe: int = 20):
     """A sweep directory whose one run ('run') was trained to ``steps_now`` of the recipe's ``steps_recipe``."""
-    from ntp_probe.cli_sweep import load_runs
+    from ntp_probe.cli.sweep import load_runs
 
     r = recipe(tmp, steps=steps_recipe)
     out = tmp / "sweep"
@@ -120,7 +120,7 @@ def test_1_an_unfinished_run_with_a_model_and_no_train_state_is_reported_never_d
 
 
 def test_1_only_what_a_kill_before_the_first_checkpoint_leaves_starts_over_and_never_with_force(tmp_path):
-    from ntp_probe.cli_sweep import load_runs
+    from ntp_probe.cli.sweep import load_runs
 
     r = recipe(tmp_path)
     out = tmp_path / "sweep"
@@ -189,7 +189,7 @@ def test_11_an_empty_recipe_has_no_runs(tmp_path, text):
 def test_2_the_grid_is_multiplied_out_before_anything_is_built(tmp_path):
     import tracemalloc
 
-    from ntp_probe.cli_sweep import train_schema
+    from ntp_probe.cli.sweep import train_schema
     from ntp_probe.sweep import RecipeError, load
 
     r = recipe(tmp_path, GRID13)
@@ -202,7 +202,7 @@ def test_2_the_grid_is_multiplied_out_before_anything_is_built(tmp_path):
 
 
 def test_5_a_long_chain_of_warm_starts_is_walked_without_recursion(tmp_path):
-    from ntp_probe.cli_sweep import train_schema
+    from ntp_probe.cli.sweep import train_schema
     from ntp_probe.sweep import load
 
     body = "".join(f'[[run]]\nname = "r{i}"\n' + (f'init-from = "@r{i + 1}"\n' if i < 999 else "") for i in range(1000))
@@ -232,7 +232,7 @@ def test_6_a_failed_runs_log_line_with_brackets_in_a_terminal(tmp_path):
 
 
 def test_6_an_error_in_the_view_stops_every_training_it_started(tmp_path):
-    from ntp_probe.cli_sweep import load_runs
+    from ntp_probe.cli.sweep import load_runs
     from ntp_probe.sweep import Sweep
 
     r = recipe(tmp_path, "[grid]\nseed = [1, 2]\n", steps=100_000)

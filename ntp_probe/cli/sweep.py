@@ -1,6 +1,7 @@
 """``ntp-probe sweep``: run, list, table and plot a recipe file of trainings (a thin shell over ``ntp_probe.sweep``).
 
-Registered on the main app at the end of ``cli.py`` (it uses the app's error handling and consoles).
+Registered on the app where it is assembled (``ntp_probe/cli/__init__.py``); a recipe's runs are checked by
+``train``'s own options (``train_schema``, ``load_runs``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from .cli import _click, app, err, handle_errors, out, train_config
-from .errors import UsageError
+from ..errors import UsageError
+from ._common import _click, err, handle_errors, out
+from .train import train, train_config
 
 sweep_app = typer.Typer(help="Sweeps: a recipe file of training runs — run them K at a time, list them for a cluster, "
                              "table and plot the map.", no_args_is_help=True)
 
-RecipeArg = Annotated[Path, typer.Argument(help="A recipe file (TOML: [train], [grid], [[run]]).")]
+RecipeArg = Annotated[Path, typer.Argument(help="A recipe file (TOML: \\[train], \\[grid], \\[\\[run]]).")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="The sweep directory: one run directory per run.")]
 
 
@@ -28,8 +30,7 @@ def train_schema() -> dict:
     """train's options as the sweep's schema: option name -> Spec(flag, kind), read from its annotations."""
     import typing
 
-    from .cli import train
-    from .sweep import Spec
+    from ..sweep import Spec
 
     schema = {}
     for name, hint in typing.get_type_hints(train, include_extras=True).items():
@@ -51,15 +52,15 @@ def train_schema() -> dict:
 
 def load_runs(recipes: Path, out_dir: Path):
     """The recipe file's runs, every one of them checked as train would check it (nothing starts on an error)."""
-    from .sweep import RecipeError, load
-    from .train import TrainConfig, validate
-
-    from .limits import check_threads
-    from .train import pick_device
+    from ..limits import check_threads
+    from ..sweep import RecipeError, load
+    from ..train import TrainConfig, pick_device, validate
 
     schema = train_schema()
     runs = load(recipes, out_dir, schema, default_steps=TrainConfig.steps)
-    cmd = typer.main.get_command(app).commands["train"]
+    one = typer.Typer()  # train's own click command (its parsing and checks), without the assembled app
+    one.command()(train)
+    cmd = typer.main.get_command(one)
     for run in runs:
         try:
             ctx = cmd.make_context("train", run.argv(schema), resilient_parsing=False)
@@ -77,9 +78,9 @@ def _view(sweep):
     from rich.table import Table
     from rich.text import Text
 
-    from .errors import NtpProbeError
-    from .fmt import duration
-    from .runs import status
+    from ..errors import NtpProbeError
+    from ..fmt import duration
+    from ..runs import status
 
     t = Table(title=f"sweep: {len(sweep.table)} runs, {sweep.jobs} at a time", title_justify="left")
     for col in ("run", "state", "step", "held-out greedy", "decision", "s/step", "ETA", ""):
@@ -116,7 +117,7 @@ def run_cmd(
     import fcntl
     import time
 
-    from .sweep import LOCK_FILE, Sweep, write_plan
+    from ..sweep import LOCK_FILE, Sweep, write_plan
 
     runs, schema = load_runs(recipes, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -204,7 +205,7 @@ def table_cmd(
     from rich.table import Table
     from rich.text import Text
 
-    from .sweep import markdown, records, rows, wall_text, write_markdown
+    from ..sweep import markdown, records, rows, wall_text, write_markdown
 
     recs = records(sweep_dir)
     if markdown_file is not None:
@@ -231,7 +232,7 @@ def plot_cmd(
     out_file: Annotated[Path, typer.Option("--out", "-o", help="The PNG to write.")],
 ) -> None:
     """Draw every run's held-out curves (greedy and each inner answer position) into one PNG."""
-    from .sweep import plot, records
+    from ..sweep import plot, records
 
     path, note = plot(records(sweep_dir), out_file)
     if note:
@@ -248,7 +249,7 @@ def archive_cmd(
 ) -> None:
     """Keep runs' records (config, command, curve; no weights) in a sweep directory, so its table and plot are
     rebuilt from it alone (the records a repository can carry)."""
-    from .sweep import archive_plan, write_archive
+    from ..sweep import archive_plan, write_archive
 
     plan = archive_plan(runs, into, prefix)  # every run read and every name and target checked before anything is written
     write_archive(plan)
