@@ -55,6 +55,8 @@ MAX_PLAN_BYTES = 64 * 2**20  # sweep.json of 1,000 runs is a few MB at most
 MAX_RECORD_BYTES = 16 * 2**20  # an archived record.json (the shipped ones are < 30 kB)
 MAX_MARKDOWN_BYTES = 16 * 2**20  # sweep table --markdown FILE: the file the table is written into
 MAX_POINTS = 100_000  # evaluations of one run's curve that are read
+MAX_METRICS_BYTES = 64 * 2**20  # a run's metrics.jsonl that the map reads (100,000 evaluations of G(5,5) are ~30 MB)
+MAX_CELLS = 5_000_000  # numbers of curves (points × positions) one map holds in memory, all runs together
 LOG_TAIL_BYTES = 65_536  # a failed run's last line is read from this much of the end of its log
 MAX_PANELS = 60  # sweep plot draws at most this many runs (a note says how many were left out)
 MAX_LINES = 10  # ... and at most this many inner answer positions per panel
@@ -241,7 +243,6 @@ class Run:
         from . import checkpoint as ckpt
         from .runfiles import LOCK_FILE as RUN_LOCK
         from .runfiles import METRICS_FILE, MODEL_FILE, PID_FILE, PROGRESS_FILE, STATE_FILE
-        from .runs import read_metrics
 
         model = d / MODEL_FILE
         step, best = -1, -1.0
@@ -258,7 +259,7 @@ class Run:
             metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
             if is_real(metrics.get("accuracy")):
                 best = float(metrics["accuracy"])
-        curve = read_metrics(d / METRICS_FILE, warn=None)
+        curve = _metrics(d / METRICS_FILE, None)
         if curve:
             step = max(step, max(r["step"] for r in curve))
             best = max(best, max(r["accuracy"] for r in curve))
@@ -678,7 +679,32 @@ def _plan(out: Path, warn: Warn = _warn) -> list[dict]:
 _DICTS = ("task", "objective", "config")
 
 
-def clean_record(raw, name: str, where: Path, warn: Warn = _warn) -> dict | None:
+def _metrics(path: Path, warn: Warn) -> list[dict]:
+    """A run's metrics.jsonl through ``runs.read_metrics`` (each line checked), if it is a regular file of a size a
+    map reads; else no curve (and a warning)."""
+    from .runs import read_metrics
+
+    try:
+        size = path.stat().st_size if path.is_file() else None
+    except OSError:
+        size = None
+    if size is None:
+        return []
+    if size > MAX_METRICS_BYTES:
+        if warn:
+            warn(f"{path}: {size:,} bytes, more than the {MAX_METRICS_BYTES:,} a map reads; its curve is left out")
+        return []
+    return read_metrics(path, warn=warn)
+
+
+class Budget:
+    """Numbers of curves still to be held (``MAX_CELLS`` for a map): every count has a memory bound."""
+
+    def __init__(self, cells: int = MAX_CELLS):
+        self.cells = cells
+
+
+def clean_record(raw, name: str, where: Path, warn: Warn = _warn, budget: Budget | None = None) -> dict | None:
     """A run's record as the map reads it, every field checked like a metrics line: ``task``, ``objective`` and
     ``config`` objects, ``command`` a string, ``steps`` a whole number, ``wall_time_s`` a finite number, ``curve``
     evaluation records (``runs.check_record``: a step, an accuracy, per-position lists of one length). A field of the
@@ -717,11 +743,17 @@ def clean_record(raw, name: str, where: Path, warn: Warn = _warn) -> dict | None
         bad.append("curve is not a list")
         curve = []
     points, positions, skipped = [], None, []
+    budget = budget or Budget()
     for i, point in enumerate(curve[:MAX_POINTS]):
         why = check_record(point, positions)
         if why:
             skipped.append(f"point {i + 1}: {why}")
             continue
+        cells = 4 + len(point["per_position"]) + len(point.get("forced_per_position") or [])
+        if cells > budget.cells:
+            skipped.append(f"{len(curve[:MAX_POINTS]) - i:,} points past the {MAX_CELLS:,} numbers a map holds")
+            break
+        budget.cells -= cells
         positions = len(point["per_position"])
         points.append(point)
     if len(curve) > MAX_POINTS:
@@ -734,13 +766,12 @@ def clean_record(raw, name: str, where: Path, warn: Warn = _warn) -> dict | None
     return rec
 
 
-def record(run: Path, warn: Warn = _warn) -> dict | None:
+def record(run: Path, warn: Warn = _warn, budget: Budget | None = None) -> dict | None:
     """What the map needs of one run directory: name, task, objective, config, command, steps, wall time and the
     held-out curve — from its model header and metrics.jsonl, or from an archived ``record.json``. Every field is
     checked (``clean_record``); the name is the directory's."""
     from . import checkpoint as ckpt
-    from .runfiles import MODEL_FILE
-    from .runs import read_metrics
+    from .runfiles import METRICS_FILE, MODEL_FILE
 
     arch = run / RECORD_FILE
     model = run / MODEL_FILE
@@ -750,7 +781,7 @@ def record(run: Path, warn: Warn = _warn) -> dict | None:
         except NtpProbeError:
             return None
         training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
-        curve = read_metrics(run / "metrics.jsonl", warn=warn) if (run / "metrics.jsonl").is_file() else []
+        curve = _metrics(run / METRICS_FILE, warn)
         raw = {"task": meta.get("task", {}), "objective": meta.get("objective", {}),
                "config": training.get("config") if isinstance(training.get("config"), dict) else {},
                "command": training.get("command", ""), "steps": training.get("steps"),
@@ -766,7 +797,7 @@ def record(run: Path, warn: Warn = _warn) -> dict | None:
         where = arch
     else:
         return None
-    return clean_record(raw, run.name, where, warn)
+    return clean_record(raw, run.name, where, warn, budget)
 
 
 def records(out: str | Path, warn: Warn = _warn) -> list[dict]:
@@ -783,8 +814,9 @@ def records(out: str | Path, warn: Warn = _warn) -> list[dict]:
         raise UsageError(f"{out}: cannot read the sweep directory ({e.strerror or e})") from None
     names = list(dict.fromkeys([*plan, *dirs]))
     recs = []
+    budget = Budget()  # all runs together
     for name in names:
-        rec = record(out / name, said.append) if (out / name).is_dir() else None
+        rec = record(out / name, said.append, budget) if (out / name).is_dir() else None
         if rec is None and name in plan:
             rec = {"name": name, "pending": True, "options": plan[name]["options"], "curve": []}
         if rec is not None:
@@ -1011,6 +1043,7 @@ def archive_plan(args: list[Path], into: Path, prefix: str = "", warn: Warn = _w
         if not (ch.isascii() and (ch.isalnum() or ch in "._-")):
             raise UsageError(f"--prefix {_clip(repr(prefix))}: a run name's start: letters, digits, '.', '_' or '-'")
     runs: list[tuple[Path, dict]] = []
+    budget = Budget()  # all the runs' curves together
     for arg in args:
         if _sweep_file(arg):
             continue
@@ -1018,7 +1051,7 @@ def archive_plan(args: list[Path], into: Path, prefix: str = "", warn: Warn = _w
             planned = {p["name"] for p in _plan(arg, warn)}
             found = 0
             for sub in sorted(p for p in arg.iterdir() if p.is_dir()):
-                rec = record(sub, warn)
+                rec = record(sub, warn, budget)
                 if rec is not None:
                     runs.append((sub, rec))
                     found += 1
@@ -1027,7 +1060,7 @@ def archive_plan(args: list[Path], into: Path, prefix: str = "", warn: Warn = _w
             if not found:
                 raise UsageError(f"{arg}: a sweep directory with no run that has a model")
             continue
-        rec = record(arg, warn) if arg.is_dir() else None
+        rec = record(arg, warn, budget) if arg.is_dir() else None
         if rec is None:
             if arg.is_dir() and arg.parent.is_dir() and arg.name in {p["name"] for p in _plan(arg.parent, None)}:
                 if warn:

@@ -466,3 +466,12 @@ def test_19_a_plot_of_760_runs_takes_seconds_with_a_note(tmp_path):
     assert took < 60, took  # minutes before; a few seconds on an idle core
     with Image.open(png) as im:
         assert max(im.size) < 65_536
+
+
+def test_a_maps_curves_have_a_memory_bound(tmp_path):
+    from ntp_probe.sweep import Budget, clean_record
+
+    raw = {"curve": [_point(step=i, per_position=[0.5] * 50) for i in range(100)]}
+    warned = []
+    rec = clean_record(raw, "r", tmp_path / "record.json", warned.append, Budget(540))  # 54 numbers a point: 10 fit
+    assert len(rec["curve"]) == 10 and len(warned) == 1 and "90 points past" in warned[0]
