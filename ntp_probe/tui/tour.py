@@ -192,9 +192,9 @@ STEPS: list[TourStep] = [
 ]
 
 
-def tour_models() -> list[str]:
+def tour_models(steps: list[TourStep] = STEPS) -> list[str]:
     """Every model the steps name, each once, in the order first met."""
-    return list(dict.fromkeys(m for step in STEPS for m in step.models))
+    return list(dict.fromkeys(m for step in steps for m in step.models))
 
 
 TOUR_KEYS = [
@@ -231,7 +231,7 @@ class TourApp(ProbeApp):
 
     def __init__(self, *, start: int = 0, steps: list[TourStep] | None = None) -> None:
         self.steps = list(steps or STEPS)
-        names = list(dict.fromkeys(m for step in self.steps for m in step.models))
+        names = tour_models(self.steps)
         super().__init__(names)
         self.optional = set(names)  # a model that is not shipped: its steps say so, the others still run
         self.tour = TourState(index=max(0, min(start, len(self.steps) - 1)))
@@ -242,8 +242,9 @@ class TourApp(ProbeApp):
         self.call_after_refresh(self.show_step)  # the first step's text while the models load
 
     def on_resize(self, event) -> None:  # and then ProbeApp's
-        """Beside the app from 110 columns (the app keeps 70 or more), above it otherwise; below 34 rows above it
-        in a few lines (the step's lead, no header, no story line)."""
+        """The panel beside the app from 110 columns (the app keeps 70 or more) with the step's whole text; else above
+        it: the whole text from 34 rows, the step's lead in three lines below (no header, no story line, the attention
+        panel's column to the model beside), one line under 16 rows."""
         w, h = event.size
         side = w >= 110
         mode = "full" if side or h >= 34 else "tiny" if h < 16 else "compact"
