@@ -37,7 +37,7 @@ from .errors import NtpProbeError, UsageError, WriteError
 from .evaluate import evaluate
 from .follow import KEPT_DIR, kept_files, kept_name
 from .limits import check_task_size
-from .model import GPTConfig
+from .model import GPTConfig, assume_unpadded
 from .runs import LOCK_FILE, METRICS_FILE, PID_FILE, PROGRESS_FILE, RunLock, check_record
 from .safejson import is_int
 from .safejson import loads as safe_loads
@@ -665,6 +665,15 @@ def held_out(run: Run) -> dict:
 # The loop
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside torch.compile's and DDP's wrappers."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
+
+
 BUCKETS = 4  # a padded batch (a topology set) runs as this many groups of rows of similar length
 
 
@@ -677,7 +686,7 @@ def batch_loss(objective: Objective, model: torch.nn.Module, x: torch.Tensor, y:
     target counts (one output head; objectives with more heads take one pass). ``padded=False`` (a run of one
     shape) skips the padding check, a host sync on CUDA."""
     if not padded:
-        with amp:
+        with amp, assume_unpadded(unwrap(model)):
             logits = objective.train_logits(model, x)
         return objective.loss(logits, y)
     pad = (x < 0).cumprod(dim=1).sum(dim=1)  # left padding of each row
