@@ -208,10 +208,14 @@ def threading_main() -> bool:
 
 
 class DataStream:
-    """Batch of step k for a rank: fresh graphs, or a seeded sample of a training file."""
+    """Batch of step k for a rank: fresh graphs, or a seeded sample of a training file.
+
+    Every batch is drawn on the CPU with a CPU generator and then copied to ``device`` (page-locked, without blocking
+    the host, on CUDA): the same seed gives the same graphs on every device, so a CUDA run sees a CPU run's data."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device, rank: int = 0, graphs: list | None = None):
-        self.cfg, self.device, self.rank = cfg, device, rank
+        self.cfg, self.target, self.rank = cfg, torch.device(device), rank
+        self.device = torch.device("cpu")  # where batches are drawn
         self.tok = Tokenizer(cfg.nodes, cfg.query_first)
         self.topologies = Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes)
         self.objective = make_objective(cfg)
@@ -234,7 +238,7 @@ class DataStream:
         while lo < hi:  # a batch that crosses a pass's end takes the next pass's first graphs
             e, at = divmod(lo, size)
             take = min(hi - lo, size - at)
-            parts.append(self._order(e)[at : at + take])  # slices of an order kept on the device: no copy per step
+            parts.append(self._order(e)[at : at + take])  # slices of the pass's order, made once a pass
             lo += take
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
@@ -261,7 +265,10 @@ class DataStream:
         if k > 1:
             b = with_goals(b, k, gen)
         q = self.tok.questions(b)
-        return self.objective.train_batch(q, self.objective.answer(b.path), self.tok.dollar, gen)
+        x, y = self.objective.train_batch(q, self.objective.answer(b.path), self.tok.dollar, gen)
+        if self.target.type == "cuda":
+            return x.pin_memory().to(self.target, non_blocking=True), y.pin_memory().to(self.target, non_blocking=True)
+        return x.to(self.target), y.to(self.target)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -517,7 +524,7 @@ def setup(cfg: TrainConfig, out: Path, objective: Objective, dist: Distributed, 
     task = task_spec(cfg)
     run = Run(cfg, out, dist, objective, task, model, model, opt,
               DataStream(cfg, device, dist.rank, graphs=train_graphs),
-              generate_set(task.topologies, cfg.nodes, cfg.eval_count, seed=cfg.seed + 999_983, device=device),
+              generate_set(task.topologies, cfg.nodes, cfg.eval_count, seed=cfg.seed + 999_983).to(device),  # drawn on the CPU: the same graphs on every device
               autocast_ctx(device, cfg.amp), resolve_amp(device, cfg.amp), command)
     if resume:
         state = ckpt.load_state(out / ckpt.STATE_FILE, model, opt)
