@@ -138,7 +138,9 @@ def check_cpu_vs_device(a, work):
     from ntp_probe import checkpoint as ckpt
     from ntp_probe.train import DataStream, TrainConfig, autocast_ctx, make_objective, model_config
 
-    cfg = TrainConfig(degree=2, path_len=5, nodes=50, layers=2, d_model=128, heads=4, batch_size=64, seed=7)
+    size = dict(layers=1, d_model=32, heads=2, batch_size=16) if a.tiny else dict(layers=2, d_model=128, heads=4,
+                                                                                  batch_size=64)
+    cfg = TrainConfig(degree=2, path_len=5, nodes=50, seed=7, **size)
     obj = make_objective(cfg)
     dev = torch.device(a.device)
     res = {}
@@ -161,6 +163,8 @@ def check_cpu_vs_device(a, work):
     for name, device in (("cpu", "cpu"), ("device", a.device)):
         out = work / f"first-step-{name}"
         _, p = ntp("train", "--out", str(out), "--steps", "1", "--eval-every", "1", "--eval-count", "20", "--seed", "7",
+                   "--layers", str(cfg.layers), "--d-model", str(cfg.d_model), "--heads", str(cfg.heads),
+                   "--batch-size", str(cfg.batch_size),
                    "--device", device, "--amp", "fp32" if name == "cpu" else "bf16", "--warmup", "1", "--threads",
                    str(a.threads), "-q")
         if p.returncode:
@@ -178,9 +182,10 @@ def check_torchrun(a, work):
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     t = time.perf_counter()
+    size = ["--layers", "1", "--d-model", "32", "--heads", "2", "--batch-size", "16"] if a.tiny else []
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1", "-m",
                         "ntp_probe", "train", "--out", str(out), "--steps", "20", "--eval-every", "10", "--eval-count",
-                        "100", "--device", a.device, "-q"], capture_output=True, text=True, timeout=300, env=env)
+                        "100", "--device", a.device, *size, "-q"], capture_output=True, text=True, timeout=300, env=env)
     wall = time.perf_counter() - t
     if p.returncode:
         raise RuntimeError(f"torchrun exited {p.returncode}: {(p.stderr or p.stdout).strip()[-500:]}")
@@ -224,7 +229,7 @@ def markdown(report: dict) -> str:
     for name, c in report["checks"].items():
         if "error" in c:
             figs = "error: " + c["error"].splitlines()[-1][:200]
-        elif name == "throughput":
+        elif name == "throughput_bf16":
             figs = "<br>".join(
                 f"{r['model']} b{r['batch']} {'compile' if r['compile'] else 'eager'}: " +
                 (f"skipped ({r['skipped']})" if "skipped" in r else
