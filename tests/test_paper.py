@@ -10,8 +10,10 @@ import pytest
 import typer
 
 from ntp_probe import checkpoint as ckpt
-from ntp_probe.cli import app, train_config
-from ntp_probe.cli_sweep import load_runs
+from ntp_probe.cli.sweep import load_runs
+from ntp_probe.cli.train import train as train_cmd
+from ntp_probe.cli.train import train_config
+from ntp_probe.runfiles import STATE_FILE
 from ntp_probe.task import format_lines, generate
 from ntp_probe.train import train
 
@@ -28,7 +30,9 @@ def _runs(recipe: Path, out: Path):
 def _config(run, schema, **override):
     options = {**run.options, **override}
     run = type(run)(run.name, options, run.out, run.after)
-    ctx = typer.main.get_command(app).commands["train"].make_context("train", run.argv(schema))
+    one = typer.Typer()  # train's own command, as the sweep checks a run
+    one.command()(train_cmd)
+    ctx = typer.main.get_command(one).make_context("train", run.argv(schema))
     return train_config(ctx.params)
 
 
@@ -85,6 +89,6 @@ def test_one_step_of_each_run_at_a_shrunken_size(recipe, name, tmp_path):
     assert summary["step"] == 1 and not summary["interrupted"]
     lm = ckpt.load(tmp_path / "run")
     assert lm.objective.name == run.options["objective"]
-    saved = ckpt.read_state_meta(tmp_path / "run" / ckpt.STATE_FILE)["train"]
+    saved = ckpt.read_state_meta(tmp_path / "run" / STATE_FILE)["train"]
     for key in ("beta2", "weight_decay", "grad_clip", "file_order", "min_lr", "lr", "heads"):  # the rest kept
         assert saved[key] == getattr(_config(run, schema), key), key
