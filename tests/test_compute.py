@@ -104,3 +104,22 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     assert cmp["same_batch"] and cmp["train_step1_loss_cpu"] == pytest.approx(cmp["train_step1_loss_device"], rel=0.01)
     md = (out / "gpu-check.md").read_text()
     assert md.startswith("# gpu_check: cpu (tiny dry run)") and "| torchrun_1_process | yes |" in md
+
+
+def test_the_sync_free_paths_give_the_same_numbers(trained):
+    """The CUDA-motivated rewrites change no figure: reverse's one-gather flip is the flip (and keeps a padded row's
+    padding at the end), and a forward that assumes no padding gives the checked forward's logits bit for bit."""
+    from ntp_probe.model import assume_unpadded
+    from ntp_probe.objectives.reverse import flip_rows
+
+    x = torch.randint(0, 50, (6, 5))
+    assert torch.equal(flip_rows(x), x.flip(-1))
+    padded = torch.tensor([[1, 2, 3, -1, -1], [4, 5, 6, 7, 8]])
+    assert flip_rows(padded).tolist() == [[3, 2, 1, -1, -1], [8, 7, 6, 5, 4]]
+    lm = trained("next-token")
+    q = lm.tokenizer.questions(generate(2, 3, 10, 16, seed=2))
+    with torch.no_grad():
+        plain = lm.model(q).logits
+        with assume_unpadded(lm.model):
+            fast = lm.model(q).logits
+    assert torch.equal(plain, fast) and lm.model.unpadded is False
