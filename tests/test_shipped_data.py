@@ -84,3 +84,26 @@ def test_eval_from_an_empty_directory_on_a_shipped_file(trained, tmp_path):
     res = json.loads(cli("eval", model, "--data", "deg_2_path_3_nodes_10_test_20000.txt", "--json").stdout)
     assert res["count"] == 20000 and res["data"] == "deg_2_path_3_nodes_10_test_20000.txt"
     assert list(cwd.iterdir()) == []  # nothing was copied or written here
+
+
+def test_every_data_file_option_says_a_bare_name_finds_the_shipped_copy():
+    import typer
+
+    from ntp_probe.cli import app
+
+    def commands(cmd, path=()):
+        if hasattr(cmd, "commands"):  # a group (typer's own click: not click.Group)
+            for name, sub in cmd.commands.items():
+                yield from commands(sub, (*path, name))
+        else:
+            yield " ".join(path), cmd
+
+    seen = []
+    for name, cmd in commands(typer.main.get_command(app)):
+        for p in cmd.params:
+            if {"--data", "--graphs", "--train-file"} & set(p.opts):
+                seen.append(f"{name} {p.opts[0]}")
+                assert "reads the shipped copy when there is no such file here" in (p.help or ""), f"{name} {p.opts[0]}"
+    for expected in ("eval --data", "clever-hans --data", "patch --data", "reproduce --data", "inference-fixes --data",
+                     "ship --data", "probe --graphs", "train --train-file"):
+        assert expected in seen, (expected, seen)
