@@ -21,6 +21,7 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ class PtyResult:
     raw: str  # everything written to the terminal, escape codes included
     timed_out: bool
     seconds: float
+    cpu: float = 0.0  # user + system seconds of the command and what it waited for
 
     @property
     def text(self) -> str:
@@ -92,16 +94,23 @@ def run_in_pty(args: list[str], *, cwd: str | Path | None = None, env: dict | No
             while pending and pending[0][0] in strip_ansi(b"".join(chunks).decode("utf-8", "replace")):
                 os.write(master, pending.pop(0)[1])
     finally:
-        if timed_out or proc.poll() is None:
-            try:
-                proc.wait(timeout=0 if timed_out else 10)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)  # its own session and process group: only what it started
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+        if timed_out:
+            _kill(proc)
+        timer = threading.Timer(10, _kill, (proc,))  # the terminal closed: it is ending (else it is killed)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
         os.close(master)
     raw = b"".join(chunks).decode("utf-8", "replace")
-    return PtyResult(None if timed_out else proc.returncode, raw, timed_out, time.monotonic() - start)
+    return PtyResult(None if timed_out else proc.returncode, raw, timed_out, time.monotonic() - start,
+                     usage.ru_utime + usage.ru_stime)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session and process group: only what it started
+    except ProcessLookupError:
+        pass

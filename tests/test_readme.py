@@ -8,6 +8,9 @@ How the commands run
 * Commands that share a path (``runs/rev``, ``recipes.toml``, ``s.json``; ``runs/tl@1500`` is ``runs/tl``) are one
   chain, run in README order in one directory, across blocks (``export runs/rev`` after ``train --out runs/rev``);
   chains that share nothing run side by side, two at a time (the suite's budget is 2 cores).
+* Each runs in a pseudo-terminal (tests/ptyrun.py), as typed into a terminal: the live views, progress bars and colours
+  take their terminal paths (``sweep run``'s view crashed only there). A ``--json`` command runs with its output in
+  a pipe instead, to be parsed (``eval --json`` on a terminal is tests/test_pty.py's).
 * Each must exit 0 without a traceback; ``--json`` output must parse; every ``--out``, ``--png``, ``--save``,
   ``--markdown`` and ``--into`` must exist afterwards (a train's ``--out`` with its ``model.safetensors``, a
   reproduce's with its report); ``EXPECT`` adds a few checks of what a command prints.
@@ -22,7 +25,7 @@ Test-side shortenings (``SHORTEN``; the README keeps what a user types)
   ``--count`` reads the first 64 lines of the shipped FILE (20,000 graphs take a minute a command on one core);
   with ``--count`` (``patch``) the shipped file is read by its bare name, as a user's would be.
 * ``nohup CMD > LOG 2>&1 &`` and ``CMD &`` run ``CMD`` in the foreground (it ends in seconds now).
-* ``watch … --follow S`` runs in a pseudo-terminal and is ended with Ctrl-C once its view is drawn.
+* ``watch … --follow S`` is ended with Ctrl-C once its view is drawn.
 * The ```toml block before the first command that reads ``recipes.toml`` is written as ``recipes.toml``.
 * The environment: one torch thread per command (``OMP_NUM_THREADS=1``, as tests/conftest.py); ``torchrun`` is the
   test python's ``-m torch.distributed.run`` (what the ``torchrun`` script runs) where the environment has no such
@@ -39,7 +42,6 @@ import json
 import os
 import re
 import shlex
-import resource
 import signal
 import subprocess
 import sys
@@ -52,6 +54,7 @@ from pathlib import Path
 import pytest
 
 from ntp_probe.task import DATA_DIR
+from ptyrun import CTRL_C, run_in_pty
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -191,8 +194,8 @@ def paths(cmd: str) -> set[str]:
     return out
 
 
-def shorten(cmd: Command) -> tuple[str, bool]:
-    """The command as the test runs it, and whether it runs in a pseudo-terminal (a --follow view, ended by Ctrl-C)."""
+def shorten(cmd: Command) -> tuple[str, str | None]:
+    """The command as the test runs it, and the text after which Ctrl-C is typed (a --follow view), if any."""
     s = cmd.text
     if re.search(r"(?<!&)&\s*(#.*)?$", s):  # CMD &, nohup CMD > LOG 2>&1 &: CMD > LOG 2>&1, in the foreground
         s = re.sub(r"\s*(?<!&)&\s*(#.*)?$", "", s)
@@ -219,8 +222,8 @@ def shorten(cmd: Command) -> tuple[str, bool]:
         code += f" --count {COUNT}"
     if data and DATA_NAME.match(data) and "--count" not in ws:
         code = code.replace(f"--data {data}", f"--data .readme-data/{data}")
-    pty = sub == "watch" and "--follow" in ws
-    return code + tail, pty
+    ctrl_c = "training runs" if sub == "watch" and "--follow" in ws else None
+    return code + tail, ctrl_c
 
 
 @dataclass
@@ -339,17 +342,12 @@ def run_bash(script: str, cwd: Path, environ: dict, timeout: float) -> tuple[int
 
 
 def run_one(cmd: Command, cwd: Path, shims: Path) -> Outcome:
-    ran, in_pty = shorten(cmd)
+    ran, ctrl_c = shorten(cmd)
     script = "\n".join([*cmd.prelude, ran])
     t = time.monotonic()
-    if in_pty:
-        from ptyrun import CTRL_C, run_in_pty
-
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        r = run_in_pty(["bash", "-c", script], cwd=cwd, env=env(shims), timeout=300, keys=[("training runs", CTRL_C)])
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # (another chain's command may end meanwhile: rough)
-        rc, stdout, stderr = r.rc, r.text, ""
-        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    if "--json" not in words(ran):  # in a terminal, as typed: live views, progress bars and colours as a user sees them
+        r = run_in_pty(["bash", "-c", script], cwd=cwd, env=env(shims), timeout=600, keys=[(ctrl_c, CTRL_C)] if ctrl_c else [])
+        rc, stdout, stderr, cpu = r.rc, r.text, "", r.cpu
     else:
         rc, stdout, stderr, cpu = run_bash(script, cwd, env(shims), 600)
     return Outcome(cmd, ran, rc, stdout, stderr, time.monotonic() - t, cwd, check(cmd, ran, rc, stdout, stderr, cwd), cpu)
@@ -411,9 +409,9 @@ def test_every_skip_and_expect_entry_names_a_readme_command():
 def test_shortenings():
     c = Command(1, "mkdir -p runs && nohup ntp-probe train --degree 5 --steps 6000 --out runs/g5 -q > runs/g5.log 2>&1 &", 0)
     assert shorten(c) == ("mkdir -p runs && ntp-probe train --degree 5 --steps 2 --out runs/g5 -q --eval-count 16 > runs/g5.log 2>&1",
-                          False)
+                          None)
     c = Command(1, "ntp-probe train --out runs/tl --steps 3000 --keep-checkpoints -q &", 0)
-    assert shorten(c) == ("ntp-probe train --out runs/tl --steps 2 --keep-checkpoints -q --eval-count 16", False)
+    assert shorten(c) == ("ntp-probe train --out runs/tl --steps 2 --keep-checkpoints -q --eval-count 16", None)
     c = Command(1, "ntp-probe reproduce --models a,b --count 16000 --out runs/grid   # + grid.png", 0)
     assert shorten(c)[0] == "ntp-probe reproduce --models a,b --count 64 --out runs/grid"
     c = Command(1, "ntp-probe reproduce --degree 2 --steps 1500 --out runs/compare", 0)
@@ -424,7 +422,8 @@ def test_shortenings():
     assert shorten(c)[0] == "ntp-probe eval runs/rev --data .readme-data/deg_2_path_5_nodes_50_test_20000.txt --json"
     c = Command(1, "ntp-probe patch m --data deg_2_path_5_nodes_50_test_20000.txt --count 500 --png x.png", 0)
     assert shorten(c)[0] == "ntp-probe patch m --data deg_2_path_5_nodes_50_test_20000.txt --count 64 --png x.png"
-    assert shorten(Command(1, "ntp-probe watch runs/g5 --follow 10      # running", 0)) == ("ntp-probe watch runs/g5 --follow 10", True)
+    assert shorten(Command(1, "ntp-probe watch runs/g5 --follow 10      # running", 0)) == ("ntp-probe watch runs/g5 --follow 10",
+                                                                                       "training runs")
     assert paths("ntp-probe reproduce --models runs/a,runs/b --out runs/grid") == {"runs/a", "runs/b", "runs/grid"}
     assert paths("kill -INT $(cat runs/g5/train.pid)") == {"runs/g5"}
     assert paths("ntp-probe patch g2-5-mlm-u --data deg_2_path_5_nodes_50_test_20000.txt --png mlmu.png") == {"mlmu.png"}
@@ -436,6 +435,7 @@ def test_every_readme_command_runs(tmp_path):
     only = {int(x) for x in os.environ.get("README_LINES", "").replace(" ", "").split(",") if x}
     runnable = [c for c in COMMANDS if skip_reason(c) is None]
     groups = [g for g in chains(runnable) if not only or only & {c.line for c in g}]
+    assert groups, f"README_LINES={os.environ.get('README_LINES')}: no runnable README command starts on those lines"
     recipes = recipes_toml(TEXT, COMMANDS)
     shims = make_shims(tmp_path / "shims")
 
