@@ -94,7 +94,9 @@ FILE_EXT = re.compile(r"\.(txt|json|jsonl|png|svg|md|toml|safetensors|log)$")
 HOW_TO_SKIP = ("Every command in README.md's ```bash blocks is run by tests/test_readme.py, as written, in an empty "
                "directory (trainings and scorings shortened: see its docstring). Fix the command (or what it runs), or, "
                "if it cannot run in a test, add its start to SKIP in tests/test_readme.py with the reason, e.g.\n"
-               '    "{start}": "why it cannot run in a test",')
+               '    "{start}": "why it cannot run in a test",\n'
+               "Rerun just this one (and the commands before it that share its paths): "
+               "README_LINES={line} python -m pytest tests/test_readme.py")
 
 
 @dataclass
@@ -241,10 +243,10 @@ class Outcome:
     def report(self) -> str:
         start = " ".join(self.cmd.text.split()[:4])
         lines = [f"{self.cmd.where}: `{self.cmd.text}`", f"  {self.problem}", f"  ran as: {self.ran}  (in {self.cwd})"]
-        for name, out in (("stdout", self.stdout), ("stderr", self.stderr)):
+        for name, out in (("stdout" if self.stderr else "terminal", self.stdout), ("stderr", self.stderr)):
             if out.strip():
                 lines.append(f"  {name} (end):\n" + "\n".join("    " + x for x in out.strip().splitlines()[-15:]))
-        return "\n".join(lines + [HOW_TO_SKIP.format(start=start)])
+        return "\n".join(lines + [HOW_TO_SKIP.format(start=start, line=self.cmd.line)])
 
 
 def check(cmd: Command, ran: str, rc: int | None, stdout: str, stderr: str, cwd: Path) -> str | None:
@@ -435,6 +437,7 @@ def test_every_readme_command_runs(tmp_path):
     only = {int(x) for x in os.environ.get("README_LINES", "").replace(" ", "").split(",") if x}
     runnable = [c for c in COMMANDS if skip_reason(c) is None]
     groups = [g for g in chains(runnable) if not only or only & {c.line for c in g}]
+    groups.sort(key=lambda g: (-len(g), g[0].line))  # the long chains first: no long one left alone at the end
     assert groups, f"README_LINES={os.environ.get('README_LINES')}: no runnable README command starts on those lines"
     recipes = recipes_toml(TEXT, COMMANDS)
     shims = make_shims(tmp_path / "shims")
@@ -460,3 +463,15 @@ def test_every_readme_command_runs(tmp_path):
     assert not failed, f"{len(failed)} README command(s) failed:\n\n" + "\n\n".join(o.report() for o in failed)
     ran = {o.cmd.line for o in outcomes}
     assert only or ran == {c.line for c in runnable}
+
+
+def test_a_failing_command_names_its_readme_line_and_how_to_list_a_skip(tmp_path):
+    cmd = Command(123, "ntp-probe no-such-command --steps 5   # a comment", 0)
+    prepare(tmp_path / "d", None)
+    o = run_one(cmd, tmp_path / "d", make_shims(tmp_path / "shims"))
+    assert o.problem == "exited 2"
+    msg = o.report()
+    assert msg.startswith("README.md:123: `ntp-probe no-such-command --steps 5   # a comment`\n  exited 2")
+    assert "No such command" in msg or "no-such-command" in msg.split("\n", 2)[2]
+    assert '"ntp-probe no-such-command --steps 5": "why it cannot run in a test",' in msg
+    assert "README_LINES=123 python -m pytest tests/test_readme.py" in msg
