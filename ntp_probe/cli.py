@@ -489,7 +489,8 @@ def models_cmd(as_json: JsonOpt = False) -> None:
             "accuracy": card.get("accuracy", m.get("accuracy")),
             "decision_accuracy": card.get("decision_accuracy", m.get("decision_accuracy")),
             "forced_accuracy": card.get("forced_accuracy", m.get("forced_accuracy")),
-            "clever_hans_rate": card.get("clever_hans_rate"),
+            "follow_rate": card.get("follow_rate"),  # forced onto a wrong arm: on it at every inner step
+            "goal_copy_rate": card.get("goal_copy_rate"),  # then the goal from the query (a second shortcut)
             "steps": tr.get("steps"),
             "path": str(path),
         })

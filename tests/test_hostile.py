@@ -187,7 +187,7 @@ def test_clever_hans_skips_graphs_that_are_not_path_stars(trained, tmp_path):
     r = cli("clever-hans", lm.path, "--data", data, "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out["count"] == 1 and out["skipped_ood"] == 4 and 0 <= out["clever_hans_rate"] <= 1
+    assert out["count"] == 1 and out["skipped_ood"] == 4 and 0 <= out["goal_copy_rate"] <= 1
     r = cli("clever-hans", lm.path, "--data", data)
     assert r.exit_code == 0 and "4 skipped" in r.stdout
     only = tmp_path / "ood.txt"

@@ -265,6 +265,36 @@ class ProbeSession:
             self.force(self.decision_position, tok)
         return tok
 
+    def wrong_arm_walk(self) -> dict | None:
+        """What the model did after a wrong arm was forced at the decision (forward order only; None otherwise):
+        ``inner`` the arm's inner steps after the decision (0 on G(d,3): nothing to walk), ``followed`` how many of
+        them it walked before leaving the arm (all: the Clever Hans cheat), ``min_p`` its lowest top probability
+        there, and at the last token ``last``, ``goal_copied`` (the goal from the query: a second shortcut) or
+        ``wrong_leaf`` (the forced arm's own leaf). Figures of the whole decoded answer, wherever the cursor is."""
+        dp = self.decision_position
+        dstep = self.steps[dp]
+        if (not self.objective.decision_step or dp not in self.forced or dstep.correct is None
+                or dstep.token == dstep.correct or dstep.token not in dstep.legal):  # not another arm's first node
+            return None
+        after = self.steps[dp + 1 :]
+        inner, last = after[:-1], after[-1] if after else None
+        followed = 0
+        for st in inner:
+            if st.token not in st.legal:
+                break
+            followed += 1
+        walked = inner[:followed] + ([last] if last is not None and followed == len(inner) and last.token in last.legal else [])
+        return {
+            "wrong_node": dstep.token,
+            "inner": len(inner),
+            "followed": followed,
+            "min_p": min((float(st.probs.max()) for st in inner[:followed]), default=None),
+            "last": None if last is None else last.token,
+            "goal_copied": last is not None and last.token == self.graph.goal,
+            "wrong_leaf": last is not None and last in walked,
+            "forced_inner": any(st.forced for st in after),  # a later token forced by hand: not the model's own walk
+        }
+
     # -- scoring ---------------------------------------------------------------------------------
     def _forced_tensor(self) -> torch.Tensor:
         f = torch.full((1, self.length), -1, dtype=torch.long)
