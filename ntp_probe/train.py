@@ -692,7 +692,7 @@ def train(
         with torch.device("meta"), torch.no_grad():
             warm_start(ckpt.build_model(model_config(cfg, objective)), init, cfg.nodes)
     dist = Distributed.start(cfg.device)
-    about = {k: getattr(cfg, k) for k in ("objective", "degree", "path_len", "nodes", "arch", "steps")}
+    about = {k: getattr(cfg, k) for k in ("objective", "degree", "path_len", "nodes", "arch", "steps", "eval_every")}
     if dist.is_main:
         _make_out(out, resume)
     # the stop signals are caught from here on: one during set-up stops the run after its first step, saved
