@@ -111,7 +111,7 @@ def probe_panel(session, top_k: int = 5, layers: bool = False):
     for st in s.steps:
         tops = "  ".join(f"{s.token_str(tok)}:{p:.2f}" for tok, p in st.top(top_k))
         corr = "—" if st.correct is None else f"{s.token_str(st.correct)} (#{st.correct_rank}, {st.correct_prob:.2f})"
-        t.add_row(str(st.position), s.token_str(st.token) + (" [magenta]forced[/]" if st.forced else ""),
+        t.add_row(str(st.position + 1), s.token_str(st.token) + (" [magenta]forced[/]" if st.forced else ""),
                   f"{st.entropy:.3f}", f"{st.legal_mass:.3f}", corr, tops)
     parts = [head, t]
     if s.strategy.kind != "greedy":
@@ -123,7 +123,7 @@ def probe_panel(session, top_k: int = 5, layers: bool = False):
             lens.add_column(col)
         for st in s.steps:
             for r in s.layers(st.position):
-                lens.add_row(str(st.position), str(r["layer"]), f"{r['top']} ({r['top_prob']:.2f})", _f(r["correct_prob"]),
+                lens.add_row(str(st.position + 1), str(r["layer"]), f"{r['top']} ({r['top_prob']:.2f})", _f(r["correct_prob"]),
                              r["best_wrong"], _f(r["best_wrong_prob"]), _f(r["gap"]))
         parts.append(lens)
     return Group(*parts)
@@ -247,7 +247,7 @@ def watch_view(rows: list[dict]):
         text = Text(f"{r['run']}: greedy accuracy per answer position, evaluations {curve[0]['step']}–{curve[-1]['step']}\n",
                     style="bold")
         for p in range(len(curve[0]["per_position"])):
-            text.append(f"  pos {p} {sparkline([c['per_position'][p] for c in curve])} {curve[-1]['per_position'][p]:.2f}\n")
+            text.append(f"  pos {p + 1} {sparkline([c['per_position'][p] for c in curve])} {curve[-1]['per_position'][p]:.2f}\n")
         text.append(f"  all   {sparkline([c['accuracy'] for c in curve])} {curve[-1]['accuracy']:.3f}")
         parts.append(text)
     return Group(*parts)

@@ -88,7 +88,7 @@ def plot_curves(curves: dict[str, list[dict]], out: Path, title: str) -> list[Pa
         fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
         colors = plt.get_cmap("viridis")([i / max(1, L - 1) for i in range(L)])
         for p in range(L):
-            ax.plot(steps, [r["per_position"][p] for r in recs], color=colors[p], lw=2, label=f"pos {p} greedy")
+            ax.plot(steps, [r["per_position"][p] for r in recs], color=colors[p], lw=2, label=f"pos {p + 1} greedy")
             if all("forced_per_position" in r for r in recs):
                 ax.plot(steps, [r["forced_per_position"][p] for r in recs], color=colors[p], lw=1, ls="--")
         ax.plot(steps, [r["accuracy"] for r in recs], color="crimson", lw=2.5, label="whole answer (greedy)")
@@ -220,7 +220,7 @@ def write_report(rows: list[dict], curves: dict[str, list[dict]], out: Path, tit
         "",
         "## Per-position accuracy (greedy, in each model's answer order)",
         "",
-        "| model | order | " + " | ".join(f"pos {i}" for i in range(len(rows[0]["per_position"]))) + " |",
+        "| model | order | " + " | ".join(f"pos {i + 1}" for i in range(len(rows[0]["per_position"]))) + " |",
         "|---|---|" + "---|" * len(rows[0]["per_position"]),
     ]
     for r in rows:
@@ -243,7 +243,7 @@ def write_report(rows: list[dict], curves: dict[str, list[dict]], out: Path, tit
             lines.append(f"`{name}` greedy per position over {recs[-1]['step']} steps:")
             lines.append("```")
             for p in range(L):
-                lines.append(f"pos {p} {sparkline([r['per_position'][p] for r in recs])}")
+                lines.append(f"pos {p + 1} {sparkline([r['per_position'][p] for r in recs])}")
             lines.append(f"all   {sparkline([r['accuracy'] for r in recs])}")
             lines += ["```", ""]
     from .limits import check_file_name

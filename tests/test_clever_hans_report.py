@@ -102,7 +102,7 @@ def test_ship_and_rescore_write_both_figures(trained, tmp_path):
     card = read_meta(dest / "model.safetensors")["card"]
     assert card["follow_rate"] is None and 0 <= card["goal_copy_rate"] <= 1 and "clever_hans_rate" not in card
     readme = (dest / "README.md").read_text()
-    assert "follow rate — (no inner node after the decision)" in readme and "goal-copy rate" in readme
+    assert "follow rate — (no inner node after the decision)" in readme and "goal-copy rate" in readme and "nothing to walk" in readme
     # an old card (clever_hans_rate only) re-measured: figures in the header and the card, the rest kept
     meta = read_meta(dest / "model.safetensors")
     old = {k: v for k, v in meta["card"].items() if k not in ("follow_rate", "goal_copy_rate", "wrong_leaf_rate")}

@@ -146,7 +146,7 @@ def test_session_with_forced_nodes_outside_its_graph(trained, tmp_path):
     f = _write(tmp_path / "off.json", json.dumps(d))
     s = load_session(f, lm)
     assert s.forced == {1: 7} and s.tokens[1] == 7
-    assert len(s.notes) == 1 and "node 7 at answer position 1 is not in the graph" in s.notes[0]
+    assert len(s.notes) == 1 and "node 7 at answer token 2 is not in the graph" in s.notes[0]
     r = cli("probe", "--load", f, "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["tokens"][1] == "7"

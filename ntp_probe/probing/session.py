@@ -167,7 +167,7 @@ class ProbeSession:
     # -- changing the state ----------------------------------------------------------------------
     def _check_force(self, position: int, token: int) -> None:
         if not 0 <= position < self.length:
-            raise GraphError(f"position {position} is outside the answer (0..{self.length - 1})")
+            raise GraphError(f"answer token {position + 1} is outside the answer (tokens 1..{self.length})")
         if not 0 <= token < self.lm.task.nodes:
             raise GraphError(f"node {token} is out of range (the model knows ids 0..{self.lm.task.nodes - 1})")
 
@@ -433,7 +433,7 @@ class ProbeSession:
             "forced": [s.forced for s in self.steps],
             "steps": [
                 {
-                    "position": s.position,
+                    "position": s.position + 1,  # answer token k, counted from 1 as everywhere it is shown
                     "path_index": s.path_index,
                     "token": tok(s.token),
                     "forced": s.forced,
@@ -502,12 +502,13 @@ def load_session(path: str | Path, lm: LoadedModel | None = None,
     notes = []
     for pos, node in sorted(d["forced"].items()):
         if pos >= L:
-            raise SessionFileError(f"{p}: bad session file: forced position {pos} is outside the answer (0..{L - 1})")
+            raise SessionFileError(f"{p}: bad session file: forced[{str(pos)!r}] is outside the answer (keys 0..{L - 1}: "
+                                   f"the file keys answer token k as k-1)")
         if node >= N:
             raise SessionFileError(f"{p}: bad session file: forced[{str(pos)!r}] is node {node}, out of range "
                                    f"(the model knows ids 0..{N - 1})")
         if node not in graph.nodes:
-            notes.append(f"{p}: forced node {node} at answer position {pos} is not in the graph (kept: an off-graph probe)")
+            notes.append(f"{p}: forced node {node} at answer token {pos + 1} is not in the graph (kept: an off-graph probe)")
     cursor = L if d["cursor"] is None else d["cursor"]
     if cursor > L:
         raise SessionFileError(f"{p}: bad session file: cursor is {cursor}, past the answer's {L} positions")
