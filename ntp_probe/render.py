@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from rich import box
 from rich.markup import escape
 from rich.table import Table
@@ -53,17 +55,18 @@ def _compact(title: str, caption: str | None = None) -> Table:
                  show_edge=False, pad_edge=False, padding=0)
 
 
-MODELS_LEGEND = ("dec: decision accuracy (the arm chosen). Forced onto a wrong arm: follow, the model stays on it at "
-                 "every inner step (the Clever Hans cheat; — where there is none: G(d,3), or no arm to choose); copy, "
-                 "then it writes the goal from the query (a second shortcut).")
+MODELS_LEGEND = textwrap.fill(  # lines within 80 columns (the console does not wrap: soft_wrap)
+    "dec: decision accuracy. follow: forced onto a wrong arm, the model stays on it at every inner step (the "
+    "Clever Hans cheat; —: G(d,3) has no inner step, or there is no arm to choose). copy: then it writes the goal "
+    "from the query (a second shortcut).", 79)
 
 
 def models_table(rows: list[dict]) -> Table:
     good = [r for r in rows if "error" not in r]  # the others are listed under the table, whole
     nodes = {r["nodes"] for r in good}
     one_n = len(nodes) == 1  # the same N everywhere: said once in the title, no column (the table keeps to 80)
-    title = "shipped models (figures on each card's test set: models/NAME/README.md)"
-    t = _compact(f"{title}, N = {next(iter(nodes))} nodes" if one_n else title, MODELS_LEGEND)
+    where = "(figures on each card's test set: models/NAME/README.md)"
+    t = _compact(f"shipped models, N = {next(iter(nodes))} {where}" if one_n else f"shipped models {where}", MODELS_LEGEND)
     cols = [("name", "left"), ("objective", "left"), ("arch", "left"), ("task", "left"), ("N", "right"),
             ("greedy", "right"), ("dec", "right"), ("follow", "right"), ("copy", "right")]
     for col, just in cols:
