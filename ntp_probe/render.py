@@ -20,7 +20,7 @@ def eval_table(lm, res: dict) -> Table:
     t.add_row("greedy accuracy", _f(res["accuracy"]), "whole answer exactly right, decoding on its own")
     t.add_row("decision accuracy", _f(res["decision_accuracy"]), f"right arm after the start (chance {res['chance']:.2f})")
     t.add_row("teacher-forced accuracy", _f(res["forced_accuracy"]), "per token, true prefix given")
-    t.add_row("teacher-forced after decision", _f(res["forced_after_decision"]), "per token, path positions ≥ 2")
+    t.add_row("teacher-forced after decision", _f(res["forced_after_decision"]), "per token, the path from its 3rd node on (after the decision)")
     order = res["answer_order"]
     t.add_row("greedy per position", " ".join(_f(x, 2) for x in res["per_position"]), f"in the model's ({order}) order")
     t.add_row("forced per position", " ".join(_f(x, 2) for x in res["forced_per_position"]), f"in the model's ({order}) order")
