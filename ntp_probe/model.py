@@ -8,13 +8,38 @@ layer (for the logit lens), and ``n_future`` extra output heads for multi-token 
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+
+class _SkipInit(TorchFunctionMode):
+    """Initialisers (``nn.init.*``, ``Tensor.normal_``/``uniform_``) do nothing: for a meta-device skeleton, whose
+    values do not exist, where the first one would import torch._dynamo (about 1.2 s of CPU in every process that
+    checks a model file or a training's size)."""
+
+    INIT = frozenset({*(getattr(nn.init, n) for n in dir(nn.init) if n.endswith("_") and not n.startswith("_")),
+                      torch.Tensor.normal_, torch.Tensor.uniform_})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.INIT:
+            return args[0] if args else (kwargs or {}).get("tensor")
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def skeleton() -> Iterator[None]:
+    """Modules built inside are on the meta device (shapes and dtypes, no memory, no values) and skip their
+    initialisers: what checking a model file's shapes or a training's parameter count needs."""
+    with torch.device("meta"), _SkipInit():
+        yield
 
 
 @dataclass
@@ -181,6 +206,8 @@ class Output:
 
 
 class GPT(nn.Module):
+    unpadded = False  # set by the training loop around a one-shape batch (``assume_unpadded``): _embed skips its check
+
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.config = cfg
@@ -310,7 +337,8 @@ class GPT(nn.Module):
             raise ValueError(f"sequence of {past + T} tokens exceeds the model's context of {self.config.block_size}")
         pad = idx < 0  # PAD tokens (tokenizer.PAD): batches of graphs of several sizes
         mask = None
-        if bool(pad.any()) or (cache is not None and cache.pad is not None):
+        # a training batch of one shape is known to have no padding (``unpadded``): no check, a host sync on CUDA
+        if (cache is not None and cache.pad is not None) or (not (self.unpadded and cache is None) and bool(pad.any())):
             pos, mask = self._padding(pad, cache, past)
             tok = self.wte(idx.clamp_min(0))
         else:  # no padding: the plain causal model (its fast paths)
@@ -362,3 +390,15 @@ class GPT(nn.Module):
         """Training FLOPs per token (forward + backward), PaLM-style estimate: 6N + 12·L·C·T."""
         cfg = self.config
         return 6 * self.num_params() + 12 * (cfg.n_layer + cfg.n_future - 1) * cfg.n_embd * seq_len
+
+
+@contextlib.contextmanager
+def assume_unpadded(model: nn.Module, on: bool = True):
+    """Inside: ``model``'s forward passes without a cache take their input as unpadded (no ``pad.any()`` host sync per
+    forward on CUDA). The training loop of a one-shape run uses it; its batches hold no padding."""
+    old = getattr(model, "unpadded", False)
+    model.unpadded = on
+    try:
+        yield
+    finally:
+        model.unpadded = old

@@ -110,6 +110,20 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+@contextlib.contextmanager
+def writing(option: str):
+    """Around the write of an output a user named with ``option``: its error reads ``--png nodir/x.png: cannot write
+    (No such file or directory)`` (``atomic.CannotWrite``, the path as given, never a temp file)."""
+    from ..atomic import CannotWrite
+
+    try:
+        yield
+    except CannotWrite as e:
+        if e.what is None:
+            e.what = option
+        raise
+
+
 def handle_errors(fn):
     """Turn the project's errors into one line on stderr and exit code 2."""
 
@@ -152,6 +166,8 @@ def set_threads(threads: int | None) -> None:
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Torch CPU threads (default: torch's choice).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+SHIPPED_DATA = (" A bare name of one of the original test files (deg_2_path_5_nodes_50_test_20000.txt and the others "
+                "shipped with ntp-probe) reads the shipped copy when there is no such file here.")
 _SET = " One value, a range (2-5) or a list (2,3,5): a topology set, each graph's shape drawn uniformly."
 DegreeOpt = Annotated[str, typer.Option("--degree", "-d", help="Arms of the star (d)." + _SET, rich_help_panel="Task")]
 PathLenOpt = Annotated[str, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l)." + _SET, rich_help_panel="Task")]
