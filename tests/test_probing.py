@@ -86,13 +86,14 @@ def test_teacherless_decodes_in_one_pass_and_reads_forced_inputs(trained):
     assert s.tokens[1] == 3
 
 
-def test_mirror_maps_forced_tokens_by_path_position(trained):
+def test_mirror_maps_forced_tokens_by_node(trained):
     s = ProbeSession(trained("next-token"), parse_for_model(GRAPH, trained("next-token")))
-    s.force(1, 3)
+    s.force(1, 3)  # off the path 0→1→2 (the other arm): no place in a goal→start answer
     r = s.mirror(trained("reverse"))
-    assert r.forced == {1: 3}  # path index 1 is reverse position 3-1-1 = 1 for l = 3
-    s.force(0, 0)
-    assert s.mirror(trained("reverse")).forced == {1: 3, 2: 0}
+    assert r.forced == {} and "forced 3 not applied" in r.notes[0]
+    s.force(0, 0)  # the start: the reverse answer's last token
+    assert s.mirror(trained("reverse")).forced == {2: 0}
+    assert s.mirror(trained("teacherless")).forced == {0: 0, 1: 3}  # same answer order: the same prefix
 
 
 def test_attention_view(trained):
