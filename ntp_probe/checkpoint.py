@@ -313,6 +313,7 @@ CONFIG_INTS = {"vocab_size": 5, "block_size": 2, "n_layer": 1, "n_head": 1, "n_e
                "d_state": 1, "d_conv": 1, "expand": 1}  # name -> smallest valid value
 CONFIG_REQUIRED = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
 FIGURES = ("accuracy", "decision_accuracy", "forced_accuracy", "forced_after_decision", "clever_hans_rate", "steps")
+ACTIVATIONS = ("gelu", "gelu_tanh")  # the MLP's GELU: exact, or the tanh approximation (models imported from the paper's code)
 MAX_SIZE = 1 << 24  # no field of a model that fits in memory is larger (block_size of a Mamba included)
 
 
@@ -362,6 +363,8 @@ def check_meta(path: Path, meta: dict) -> None:
     for key in ("bias", "causal", "bst"):
         if key in cfg and not isinstance(cfg[key], bool):
             raise bad("config", key, "not true or false")
+    if "activation" in cfg and cfg["activation"] not in ACTIVATIONS:
+        raise bad("config", "activation", f"not {' or '.join(ACTIVATIONS)}")
     if "arch" in cfg and (not isinstance(cfg["arch"], str) or cfg["arch"] not in ARCHS):
         raise ModelFileError(f"{path}: unknown architecture {_shown(cfg['arch'])}")
     for section in ("card", "metrics", "training"):  # what `models`, reports and cards show: objects of numbers
