@@ -54,18 +54,17 @@ def infer_task(block_size: int, nodes: int, degree: int | None, path_len: int | 
     if degree is not None and path_len is not None:
         d, l = degree, path_len  # noqa: E741
     else:
-        shapes = []
+        fits = []  # the shapes whose original training sequence is exactly the context
         for d in range(1, block_size):
             num, den = block_size - 3 + 3 * d, 3 * d + 1  # 3d(l-1) + 3 + l = block_size
             l = num // den  # noqa: E741
             if num % den or l < 2 or (degree is not None and d != degree) or (path_len is not None and l != path_len):
                 continue
-            try:
-                check_topology(d, l, nodes)
-            except GraphError:
-                continue
-            shapes.append((d, l))
+            fits.append((d, l))
+        shapes = [s for s in fits if s[0] * (s[1] - 1) + 1 <= nodes]  # check_topology's bound
         given = "".join(f" and {flag} {v}" for flag, v in (("-d", degree), ("-l", path_len)) if v is not None)
+        if len(fits) == 1 and not shapes:
+            shapes = fits  # the one shape its context says: check_topology below says why N is too few
         if not shapes:
             raise UsageError(f"{where}: no path-star graph over N={nodes} nodes{given} has a training sequence (question + "
                              f"answer) of exactly its context of {block_size} tokens; give -d and -l")
