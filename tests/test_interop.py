@@ -172,7 +172,7 @@ def test_a_pickle_that_runs_code_never_runs(tmp_path):
             return (Path.touch, (marker,))
 
     path = tmp_path / "evil.pt"
-    path.write_bytes(pickle.dumps({"x": Evil()}))
+    path.write_bytes(pickle.dumps({"x": Evil()}, protocol=2))
     msg = one_line_error(runner.invoke(app, ["import", str(path), "--heads", "2", "--out", str(tmp_path / "o")]))
     assert "refused" in msg or "not a torch checkpoint" in msg
     assert not marker.exists() and not (tmp_path / "o").exists()
@@ -197,6 +197,7 @@ def test_hf_round_trip_gives_identical_logits(trained, imported, tmp_path):
         assert lb.task == lm.task and lb.objective == lm.objective and lb.model.config == lm.model.config
 
 
+@pytest.mark.slow  # two evaluations of 2,000 graphs (~25 s on 2 busy cores)
 def test_hf_round_trip_eval_equals_the_shipped_models(tmp_path):
     """eval on 2,000 graphs of the shipped g2-5-next-token: the round-tripped model's figures are the original's."""
     from ntp_probe.evaluate import evaluate
@@ -316,3 +317,36 @@ def test_what_gpt2_cannot_hold_is_refused(tmp_path, name, expect):
     out = tmp_path / "hf"
     msg = one_line_error(runner.invoke(app, ["export", name, "--to", "hf", "--out", str(out)]))
     assert expect in msg and not out.exists()
+
+
+def test_readme_transformers_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's "Your own models" Python example, as written, on the folder its bash block exports."""
+    pytest.importorskip("transformers")
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Your own models"):]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    code = code[: code.index("```")]
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["export", "g2-5-next-token", "--to", "hf", "--out", "g2-5-hf"])
+    assert r.exit_code == 0, r.output
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-2:] == ["32 3 19 47 12", "3 (1, 31, 128)"]  # ntp-probe's own greedy answer for that graph
+    from ntp_probe.probing import ProbeSession, parse_for_model
+
+    lm = load("g2-5-next-token")
+    s = ProbeSession(lm, parse_for_model("32,3|16,12|3,19|32,34|34,6|6,16|19,47|47,28/32,12=32,34,6,16,12", lm))
+    assert " ".join(map(str, s.tokens)) == printed[-2]
+
+
+def test_transformer_lens_export_of_a_tanh_gelu_model(imported):
+    pytest.importorskip("transformer_lens")
+    from ntp_probe.export import to_hooked_transformer
+
+    lm = load(imported)
+    hooked = to_hooked_transformer(lm)
+    assert hooked.cfg.act_fn == "gelu_new"
+    x = inputs(lm)
+    with torch.no_grad():
+        # TransformerLens sums in its own order (einsums per head): up to 1.3e-5 apart on these large random weights
+        assert torch.allclose(hooked(x), logits(lm, x), rtol=0, atol=5 * TOL)
