@@ -350,3 +350,16 @@ def test_transformer_lens_export_of_a_tanh_gelu_model(imported):
     with torch.no_grad():
         # TransformerLens sums in its own order (einsums per head): up to 1.3e-5 apart on these large random weights
         assert torch.allclose(hooked(x), logits(lm, x), rtol=0, atol=5 * TOL)
+
+
+def test_out_is_never_the_source(trained, imported, tmp_path):
+    lm = trained("next-token")
+    folder = _folder(tmp_path, lm)
+    for where, argv in ((folder, ["import", str(folder), "--from", "hf"]), (imported, ["export", str(imported), "--to", "hf"])):
+        before = {p.name: p.read_bytes() for p in where.iterdir()}
+        r = runner.invoke(app, [*argv, "--out", str(where), "--force"])
+        assert "is where the model is read from" in one_line_error(r)
+        assert {p.name: p.read_bytes() for p in where.iterdir()} == before
+    (tmp_path / "file").write_text("x")
+    r = runner.invoke(app, ["export", str(lm.path), "--to", "hf", "--out", str(tmp_path / "file")])
+    assert "is a file, not a directory" in one_line_error(r)

@@ -96,10 +96,15 @@ def gpt_objective(name: str, allowed: tuple[str, ...] | None, where: str) -> Obj
     return obj
 
 
-def check_out(out: Path, force: bool, names: tuple[str, ...] = (ckpt.MODEL_FILE,)) -> None:
-    """--out DIR may be new, or a directory; one already holding a model is replaced only with --force."""
+def check_out(out: Path, force: bool, names: tuple[str, ...] = (ckpt.MODEL_FILE,), source: Path | None = None) -> None:
+    """--out DIR may be new, or a directory; one already holding a model is replaced only with --force, and never
+    the folder the model is read from (``source``: a file in it, or the file itself)."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, not a directory")
+    if source is not None and out.exists():
+        src = Path(source).resolve()
+        if out.resolve() in (src, src.parent):
+            raise UsageError(f"--out {out}: is where the model is read from; write it to another folder")
     held = [n for n in names if (out / n).exists()]
     if held and not force:
         raise UsageError(f"--out {out}: already holds {held[0]}; give --force to replace it")

@@ -102,7 +102,6 @@ def hf_config(lm: ckpt.LoadedModel) -> dict:
         "bos_token_id": None,
         "eos_token_id": None,
         "pad_token_id": None,
-        "dtype": "float32",
         META_KEY: lm.meta,
     }
 
@@ -161,7 +160,7 @@ def hf_card(lm: ckpt.LoadedModel) -> str:
         f"# {lm.display_name}",
         "",
         f"A GPT-2 ({c.n_layer} layers, width {c.n_embd}, {c.n_head} heads) exported from "
-        f"[ntp-probe](https://github.com/) : trained with the **{obj.name}** objective on path-star graphs "
+        f"ntp-probe: trained with the **{obj.name}** objective on path-star graphs "
         f"{t.label()}; the answer runs {obj.answer_direction}.",
         "",
         "## Tokens",
@@ -183,7 +182,8 @@ def hf_card(lm: ckpt.LoadedModel) -> str:
         "```",
         "",
         "Back into ntp-probe: `ntp-probe import FOLDER --from hf --out DIR`. The model's ntp-probe header is in "
-        f"`config.json` under `{META_KEY}`.",
+        f"`config.json` under `{META_KEY}`. Batches here are of one graph shape, unpadded (ntp-probe's padded "
+        "batches of several shapes shift each row's positions, which a plain GPT-2 call does not).",
     ]
     if shown:
         lines += ["", "## Figures (from ntp-probe)", "", "| metric | value |", "|---|---|", *shown]
@@ -194,7 +194,7 @@ def export_hf(lm: ckpt.LoadedModel, out: str | Path, force: bool = False) -> Pat
     """Write ``out/`` (config.json, model.safetensors, tokenizer.json, tokenizer_config.json, README.md)."""
     out = Path(out)
     check_exportable(lm)
-    common.check_out(out, force, (CONFIG_FILE, WEIGHTS_FILE))
+    common.check_out(out, force, (CONFIG_FILE, WEIGHTS_FILE), lm.path)
     cfg = hf_config(lm)
     sd = hf_state_dict(lm.model)
     out.mkdir(parents=True, exist_ok=True)
@@ -380,7 +380,7 @@ def import_hf(folder: str | Path, out: str | Path, degree: int | None = None, pa
               argv: list[str] | None = None) -> Path:
     """Read a GPT-2 Hugging Face folder and write it as an ntp-probe model in ``out``; everything is checked first."""
     folder, out = Path(folder), Path(out)
-    common.check_out(out, force)
+    common.check_out(out, force, source=folder / WEIGHTS_FILE)
     where = str(folder)
     cfg = read_config(folder)
     config = config_from_hf(cfg, where)

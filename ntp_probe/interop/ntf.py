@@ -230,7 +230,7 @@ def import_checkpoint(path: str | Path, out: str | Path, heads: int | None = Non
     """Read a checkpoint of the paper's code and write it as an ntp-probe model in ``out`` (a directory); everything
     is checked before anything is written."""
     path, out = Path(path), Path(out)
-    common.check_out(out, force)
+    common.check_out(out, force, source=path)
     obj = common.gpt_objective(objective, OBJECTIVES, "the paper's code")
     sd, digest = read_state_dict(path)
     config, ours = to_ours(sd, heads, str(path), layers, d_model)
