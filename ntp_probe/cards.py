@@ -17,7 +17,7 @@ from .fmt import fmt
 from .limits import check_file_name
 from .metrics import clever_hans
 from .task import format_values, generate_set, read_lines
-from .runs import METRICS_FILE
+from .runfiles import METRICS_FILE, MODEL_FILE
 
 
 PER_SHAPE = 1000  # fresh graphs per shape on the card of a topology set's model
@@ -65,7 +65,7 @@ def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: i
     readme = card_markdown(lm, ev, ch, note, name=name, grid=grid)
     src_metrics = lm.path.parent / METRICS_FILE
     with ship_lock(dest):
-        ckpt.save(dest / ckpt.MODEL_FILE, lm.model, meta)
+        ckpt.save(dest / MODEL_FILE, lm.model, meta)
         if src_metrics.is_file():
             atomic_write(dest / METRICS_FILE, lambda name: shutil.copyfile(src_metrics, name))
         else:  # not another run's curve beside this model

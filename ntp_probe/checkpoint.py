@@ -17,11 +17,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save_file, save_model
 
-from .atomic import atomic_write, atomic_write_text  # noqa: F401 - re-exported for older imports
+from .atomic import atomic_write
 from .errors import ModelFileError, NtpProbeError
 from .model import GPT, GPTConfig
 from .archs import ARCHS
 from .objectives import Objective, from_meta as objective_from_meta
+from .runfiles import MODEL_FILE, kept_files, split_at
 from .safejson import is_int, is_real
 from .safejson import loads as safe_loads
 from .task import MAX_SHAPES, Topologies
@@ -30,8 +31,6 @@ from .tokenizer import Tokenizer
 FORMAT = "ntp-probe/1"
 LAYOUTS = ("edges-first", "query-first")  # the question's token order (TaskSpec.query_first)
 META_KEY = "ntp_probe"
-MODEL_FILE = "model.safetensors"
-STATE_FILE = "train_state.safetensors"
 
 
 @dataclass(frozen=True)
@@ -505,12 +504,10 @@ def model_dirs() -> list[Path]:
 
 def resolve(spec: str | Path) -> tuple[Path, str | None]:
     """MODEL argument -> (file, name): a .safetensors file, a directory holding one, a shipped name, or
-    ``RUN@STEP``: a checkpoint that ``train --keep-checkpoints`` kept (``follow.py``)."""
+    ``RUN@STEP``: a checkpoint that ``train --keep-checkpoints`` kept (``resolve_at``)."""
     p = Path(spec)
     if p.is_file():
         return p, None
-    from .follow import resolve_at
-
     if (kept := resolve_at(spec)) is not None:
         return kept
     if p.is_dir():
@@ -524,6 +521,32 @@ def resolve(spec: str | Path) -> tuple[Path, str | None]:
     shown = ", ".join(names[:6]) + (f" … ({len(names)} in all: ntp-probe models)" if len(names) > 6 else "")
     hint = f"; shipped models: {shown}" if names else ""
     raise ModelFileError(f"model {str(spec)!r} not found: not a file, a directory, or a model name{hint}")
+
+
+def steps_text(steps) -> str:
+    """'10, 20, 30' or '10, 20, … 300 (30 steps)' for a message."""
+    steps = list(steps)
+    if len(steps) <= 6:
+        return ", ".join(map(str, steps))
+    return f"{', '.join(map(str, steps[:3]))}, … {steps[-1]} ({len(steps)} steps)"
+
+
+def resolve_at(spec: str | Path) -> tuple[Path, str] | None:
+    """``RUN@STEP`` -> (the kept file, the name ``RUN@STEP`` shows as); None when ``spec`` is not of that form.
+    A run that is not there, or a step it did not keep, is a ModelFileError that says which steps it kept."""
+    at = split_at(spec)
+    if at is None:
+        return None
+    run, step = at
+    if not run.is_dir():
+        raise ModelFileError(f"{spec}: {run} is not a run directory (RUN@STEP names a checkpoint that "
+                             "'train --keep-checkpoints' kept in RUN)")
+    kept = kept_files(run)
+    if step not in kept:
+        if not kept:
+            raise ModelFileError(f"{spec}: {run} kept no checkpoints (train it with --keep-checkpoints)")
+        raise ModelFileError(f"{spec}: step {step} was not kept; {run} kept steps {steps_text(kept)}")
+    return kept[step], f"{run.name}@{step}"
 
 
 def load(spec: str | Path, device: str | torch.device = "cpu") -> LoadedModel:

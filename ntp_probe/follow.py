@@ -4,7 +4,7 @@ writes in the run directory.
 * **Kept checkpoints.** ``train --keep-checkpoints`` keeps the weights of every evaluation step as
   ``RUN/kept/step-000250.safetensors``: the very file ``model.safetensors`` was at that step (weights and the
   model header, no optimizer state), written atomically. ``RUN@STEP`` names one wherever a MODEL is taken
-  (``checkpoint.resolve``: eval, probe, the app; ``watch RUN@STEP``).
+  (``checkpoint.resolve``: eval, probe, the app; ``watch RUN@STEP``); the run's files are named in ``runfiles``.
 * **Following.** ``stamps(run)`` is the cheap look (a ``stat`` of the checkpoint, the metrics log and the run's
   pid/lock files) a UI makes every second; when it changes, ``look(run, before, after)`` (in a worker) loads
   the new checkpoint, re-reads ``metrics.jsonl`` and tells the run's state as ``watch`` does. A checkpoint
@@ -14,90 +14,17 @@ writes in the run directory.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ModelFileError, NtpProbeError, UsageError
+from .runfiles import KEPT_DIR, LOCK_FILE, METRICS_FILE, MODEL_FILE, PID_FILE, PROGRESS_FILE, STATE_FILE, is_run, \
+    kept_files, split_at
 
-# the run's files (checkpoint.py and runs.py name them; those import torch, this module does not: the CLI checks
-# --follow before the app starts, and the app imports torch only in its loading worker)
-MODEL_FILE, STATE_FILE = "model.safetensors", "train_state.safetensors"
-METRICS_FILE, PID_FILE, LOCK_FILE, PROGRESS_FILE = "metrics.jsonl", "train.pid", "train.lock", "progress.json"
-KEPT_DIR = "kept"
-_KEPT_NAME = re.compile(r"step-([0-9]{1,12})\.safetensors")
-_AT = re.compile(r"(.+)@([0-9]{1,12})")
-
-
-def kept_name(step: int) -> str:
-    return f"step-{step:06d}.safetensors"
-
-
-def kept_files(run: str | Path) -> dict[int, Path]:
-    """The run's kept checkpoints, step -> file, in step order (none: an empty dict)."""
-    d = Path(run) / KEPT_DIR
-    try:
-        names = os.listdir(d)
-    except OSError:
-        return {}
-    found = {int(m.group(1)): d / n for n in names if (m := _KEPT_NAME.fullmatch(n))}
-    return dict(sorted(found.items()))
-
-
-def steps_text(steps) -> str:
-    """'10, 20, 30' or '10, 20, … 300 (30 steps)' for a message."""
-    steps = list(steps)
-    if len(steps) <= 6:
-        return ", ".join(map(str, steps))
-    return f"{', '.join(map(str, steps[:3]))}, … {steps[-1]} ({len(steps)} steps)"
-
-
-def split_at(spec: str | Path) -> tuple[Path, int] | None:
-    """``RUN@STEP`` -> (RUN, STEP); None for anything else (also for a file or directory whose own name ends
-    in ``@N``)."""
-    text = str(spec)
-    m = _AT.fullmatch(text)
-    if m is None or Path(text).exists():
-        return None
-    return Path(m.group(1)), int(m.group(2))
-
-
-def resolve_at(spec: str | Path) -> tuple[Path, str] | None:
-    """``RUN@STEP`` -> (the kept file, the name ``RUN@STEP`` shows as); None when ``spec`` is not of that form.
-    A run that is not there, or a step it did not keep, is a ModelFileError that says which steps it kept."""
-    at = split_at(spec)
-    if at is None:
-        return None
-    run, step = at
-    if not run.is_dir():
-        raise ModelFileError(f"{spec}: {run} is not a run directory (RUN@STEP names a checkpoint that "
-                             "'train --keep-checkpoints' kept in RUN)")
-    kept = kept_files(run)
-    if step not in kept:
-        if not kept:
-            raise ModelFileError(f"{spec}: {run} kept no checkpoints (train it with --keep-checkpoints)")
-        raise ModelFileError(f"{spec}: step {step} was not kept; {run} kept steps {steps_text(kept)}")
-    return kept[step], f"{run.name}@{step}"
-
-
-def run_of(path: Path | None) -> Path | None:
-    """The run directory a model file belongs to (``RUN/model.safetensors`` or ``RUN/kept/step-N.safetensors``),
-    or None (a shipped model, a loose file)."""
-    if path is None:
-        return None
-    path = Path(path)
-    if path.parent.name == KEPT_DIR and _KEPT_NAME.fullmatch(path.name):
-        return path.parent.parent
-    if path.name == MODEL_FILE and is_run(path.parent):
-        return path.parent
-    return None
-
-
-def is_run(d: Path) -> bool:
-    """A directory ``train`` writes or wrote: its training state, its pid or lock file, or kept checkpoints."""
-    return any((d / f).exists() for f in (STATE_FILE, PID_FILE, LOCK_FILE, KEPT_DIR))
+# checkpoint and runs import torch, this module does not (they are imported where they are used): the CLI
+# checks --follow before the app starts, and the app imports torch only in its loading worker
 
 
 def check_followable(spec: str | Path) -> Path:
@@ -223,5 +150,4 @@ def look(run: Path, before: dict | None, after: dict) -> Look:
     return out
 
 
-__all__ = ["KEPT_DIR", "kept_name", "kept_files", "resolve_at", "split_at", "run_of", "check_followable", "stamps",
-           "look", "Look", "load_checkpoint", "checkpoint_step"]
+__all__ = ["check_followable", "stamps", "look", "Look", "load_checkpoint", "checkpoint_step"]

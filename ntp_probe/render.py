@@ -6,6 +6,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from .fmt import duration
 from .fmt import fmt as _f
 
 
@@ -194,13 +195,6 @@ def _shape(task: dict) -> str:
     return f"G({d},{l})"
 
 
-def _duration(s: float | None) -> str:
-    if s is None:
-        return "—"
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
 def watch_view(rows: list[dict]):
     """Training runs side by side: state, progress, speed, ETA, last evaluation, and per-position curves."""
     from rich.console import Group
@@ -220,7 +214,7 @@ def watch_view(rows: list[dict]):
         name = f"{r['run']}@{r['step']}" if r.get("checkpoint") else r["run"]  # RUN@STEP: a kept checkpoint
         t.add_row(
             f"{name}\n[dim]{what}[/]", f"[{colour[r['state']]}]{r['state']}[/]" + (f"\n[dim]pid {r['pid']}[/]" if r["pid"] else ""),
-            f"{r['step']}/{r['steps'] or '?'}", _f(r["seconds_per_step"], 2), _duration(r["eta_s"]),
+            f"{r['step']}/{r['steps'] or '?'}", _f(r["seconds_per_step"], 2), duration(r["eta_s"]),
             _f(last.get("accuracy")), _f(last.get("decision_accuracy")), _f(last.get("forced_after_decision")),
         )
     parts = [t]

@@ -14,7 +14,8 @@ from .errors import GraphError, NtpProbeError
 from .evaluate import evaluate
 from .fmt import fmt as _f
 from .metrics import clever_hans
-from .runs import METRICS_FILE, read_metrics
+from .runfiles import METRICS_FILE, STATE_FILE
+from .runs import read_metrics
 from .train import TrainConfig, train
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -55,8 +56,8 @@ def train_all(base: TrainConfig, objectives: list[str], out: Path, callback_for=
     for obj in objectives:
         run = out / obj
         cfg = replace(base, objective=obj)
-        resume = (run / ckpt.STATE_FILE).is_file()
-        if resume and ckpt.read_state_meta(run / ckpt.STATE_FILE).get("step", 0) >= cfg.steps:
+        resume = (run / STATE_FILE).is_file()
+        if resume and ckpt.read_state_meta(run / STATE_FILE).get("step", 0) >= cfg.steps:
             runs.append(run)
             continue
         train(cfg, run, resume=resume, force=not resume, callback=callback_for(obj) if callback_for else None, command=command)

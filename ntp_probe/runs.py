@@ -24,13 +24,10 @@ from pathlib import Path
 from . import checkpoint as ckpt
 from .atomic import atomic_write_text
 from .errors import UsageError
+from .runfiles import LOCK_FILE, METRICS_FILE, PID_FILE, PROGRESS_FILE, STATE_FILE, split_at
 from .safejson import is_int, is_real
 from .safejson import loads as safe_loads
 
-PID_FILE = "train.pid"
-LOCK_FILE = "train.lock"  # flock'ed by the training process, removed (while held) when it ends
-PROGRESS_FILE = "progress.json"  # step and time between checkpoints, for watch; only while the run is live
-METRICS_FILE = "metrics.jsonl"
 BEAT_SECONDS = 5.0
 LOCK_WAIT_S = 1.0  # a watcher's momentary look at the lock must not make a starting training fail
 
@@ -302,17 +299,15 @@ def status(run: str | Path, at: int | None = None, peek: bool = False) -> dict:
     ``at``: as of a kept checkpoint (``RUN@STEP``): that step, its evaluation, the curve up to it.
     ``peek``: tell whether it runs without touching its lock (``owner``)."""
     run = Path(run)
-    state = run / ckpt.STATE_FILE
+    state = run / STATE_FILE
     if not run.is_dir():
         raise UsageError(f"{run}: no such run directory")
     kept = None
     if at is not None:
-        from .follow import resolve_at
-
-        kept = resolve_at(f"{run}@{at}")[0]  # a step it did not keep: one line
+        kept = ckpt.resolve_at(f"{run}@{at}")[0]  # a step it did not keep: one line
     pid = owner(run, peek)
     if not state.is_file() and not (run / METRICS_FILE).is_file() and pid is None:
-        raise UsageError(f"{run}: not a training run (no {ckpt.STATE_FILE} or {METRICS_FILE})")
+        raise UsageError(f"{run}: not a training run (no {STATE_FILE} or {METRICS_FILE})")
     meta = ckpt.read_state_meta(state) if state.is_file() else {}
     beat = _read_progress(run) if pid is not None else {}
     cfg = meta.get("train") if isinstance(meta.get("train"), dict) and meta["train"] else beat.get("train") or {}
@@ -360,15 +355,13 @@ def status(run: str | Path, at: int | None = None, peek: bool = False) -> dict:
 
 def statuses(runs: list[Path]) -> list[dict]:
     """``status`` of each run; a run directory that holds runs (one per objective) is expanded."""
-    from .follow import split_at
-
     out = []
     for r in runs:
         if (at := split_at(r)) is not None:  # RUN@STEP: the run as of a kept checkpoint
             out.append(status(at[0], at=at[1]))
             continue
-        if r.is_dir() and not any((r / f).exists() for f in (ckpt.STATE_FILE, METRICS_FILE, PID_FILE)):
-            subs = sorted(p for p in r.iterdir() if any((p / f).is_file() for f in (ckpt.STATE_FILE, PID_FILE)))
+        if r.is_dir() and not any((r / f).exists() for f in (STATE_FILE, METRICS_FILE, PID_FILE)):
+            subs = sorted(p for p in r.iterdir() if any((p / f).is_file() for f in (STATE_FILE, PID_FILE)))
             if subs:
                 out += [status(p) for p in subs]
                 continue

@@ -184,13 +184,13 @@ class Run:
     def state(self) -> str:
         """'new', 'finished', 'stopped' (a checkpoint to resume), 'running' (another process holds it) or 'empty'
         (a directory with nothing to resume: killed before its first checkpoint)."""
-        from . import checkpoint as ckpt
+        from .runfiles import STATE_FILE
         from .runs import status
 
         d = self.dir
         if not d.exists():
             return "new"
-        if not (d / ckpt.STATE_FILE).is_file():
+        if not (d / STATE_FILE).is_file():
             from .runs import owner
 
             return "running" if owner(d) is not None else "empty"
@@ -449,10 +449,11 @@ def record(run: Path) -> dict | None:
     """What the map needs of one run directory: name, task, objective, config, command, steps, wall time and the
     held-out curve — from its model header and metrics.jsonl, or from an archived ``record.json``."""
     from . import checkpoint as ckpt
+    from .runfiles import MODEL_FILE
     from .runs import read_metrics
 
     arch = run / RECORD_FILE
-    model = run / ckpt.MODEL_FILE
+    model = run / MODEL_FILE
     if model.is_file():
         try:
             meta = ckpt.read_meta(model)

@@ -32,13 +32,15 @@ import torch
 from . import checkpoint as ckpt
 from . import limits, objectives
 from .atomic import atomic_write_text, remove_stale_temps
-from .checkpoint import ARCHS, LoadedModel, TaskSpec
+from .archs import ARCHS
+from .checkpoint import LoadedModel, TaskSpec
 from .errors import NtpProbeError, UsageError, WriteError
 from .evaluate import evaluate
-from .follow import KEPT_DIR, kept_files, kept_name
 from .limits import check_task_size
 from .model import GPTConfig
-from .runs import LOCK_FILE, METRICS_FILE, PID_FILE, PROGRESS_FILE, RunLock, check_record
+from .runfiles import KEPT_DIR, LOCK_FILE, METRICS_FILE, MODEL_FILE, PID_FILE, PROGRESS_FILE, STATE_FILE, kept_files, \
+    kept_name
+from .runs import RunLock, check_record
 from .safejson import is_int
 from .safejson import loads as safe_loads
 from .task import GraphBatch, Topologies, generate_set, read_lines, shape_of, where, with_goals
@@ -380,7 +382,7 @@ class Distributed:
         return bool(t.item())
 
 
-RUN_FILES = (ckpt.STATE_FILE, ckpt.MODEL_FILE, METRICS_FILE)
+RUN_FILES = (STATE_FILE, MODEL_FILE, METRICS_FILE)
 
 
 # what a run killed (kill -9) before its first checkpoint leaves: nothing to resume, nothing to lose
@@ -396,14 +398,14 @@ def _no_state(out: Path) -> UsageError:
     if out.is_dir() and _no_checkpoint(out):
         return UsageError(f"--resume: {out} was stopped before its first checkpoint; there is nothing to resume: run "
                           "the same command without --resume")
-    return UsageError(f"--resume: {out} has no {ckpt.STATE_FILE} to resume from (start over with --force)")
+    return UsageError(f"--resume: {out} has no {STATE_FILE} to resume from (start over with --force)")
 
 
 def _make_out(out: Path, resume: bool) -> None:
     """The checks that need no lock, then ``mkdir`` (the lock file lives inside). Rank 0 only."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
-    if resume and not (out / ckpt.STATE_FILE).is_file():
+    if resume and not (out / STATE_FILE).is_file():
         raise _no_state(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -419,7 +421,7 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
             with contextlib.suppress(OSError):
                 tmp.unlink()
         if resume:
-            if not (out / ckpt.STATE_FILE).is_file():
+            if not (out / STATE_FILE).is_file():
                 raise _no_state(out)
             return
         if _no_checkpoint(out):  # killed before its first checkpoint: its log alone is cleared, as with --force
@@ -441,7 +443,7 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
 
 
 def _check_resumable(out: Path, cfg: TrainConfig) -> None:
-    saved = ckpt.read_state_meta(out / ckpt.STATE_FILE).get("train", {})
+    saved = ckpt.read_state_meta(out / STATE_FILE).get("train", {})
     for key in ("degree", "path_len", "nodes", "objective", "future", "mix", "drop_rate", "drop_mode", "targets_per_graph",
                 "query_first", "layers", "d_model", "heads", "arch", "seed", "batch_size"):
         if key in saved and saved[key] != getattr(cfg, key):
@@ -489,7 +491,7 @@ def setup(cfg: TrainConfig, out: Path, objective: Objective, dist: Distributed, 
               generate_set(task.topologies, cfg.nodes, cfg.eval_count, seed=cfg.seed + 999_983, device=device),
               autocast_ctx(device, cfg.amp), resolve_amp(device, cfg.amp), command)
     if resume:
-        state = ckpt.load_state(out / ckpt.STATE_FILE, model, opt)
+        state = ckpt.load_state(out / STATE_FILE, model, opt)
         run.start_step, run.wall_before = int(state["step"]), float(state.get("wall_time_s", 0.0))
         run.loss_sum, run.loss_n = float(state.get("loss_sum", 0.0)), int(state.get("loss_n", 0))
         if dist.is_main:
@@ -564,13 +566,13 @@ def save_checkpoint(run: Run, step: int, wall_s: float, metrics: dict, loss_sum:
     train_meta = asdict(cfg)
     meta = ckpt.make_meta(run.raw_model, run.task, run.objective, training={**summary, "config": train_meta}, metrics=metrics)
     try:  # each write is atomic: on failure the file keeps its previous checkpoint
-        ckpt.save_state(out / ckpt.STATE_FILE, run.raw_model, run.opt, {"step": step, "wall_time_s": wall_s,
+        ckpt.save_state(out / STATE_FILE, run.raw_model, run.opt, {"step": step, "wall_time_s": wall_s,
                                                                         "train": train_meta, "loss_sum": loss_sum,
                                                                         "loss_n": loss_n})
         if keep:
             (out / KEPT_DIR).mkdir(exist_ok=True)
             ckpt.save(out / KEPT_DIR / kept_name(step), run.raw_model, meta)
-        ckpt.save(out / ckpt.MODEL_FILE, run.raw_model, meta)
+        ckpt.save(out / MODEL_FILE, run.raw_model, meta)
     except OSError as e:
         raise WriteError(f"{out}: cannot save the checkpoint of step {step} ({e.strerror or e}); the previous "
                          "checkpoint is intact, continue with --resume") from None

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ntp_probe import checkpoint as ckpt
+from ntp_probe.runfiles import MODEL_FILE
 
 ARGS = ["--degree", "2", "--path-len", "3", "--nodes", "10", "--objective", "next-token", "--batch-size", "16",
         "--layers", "1", "--d-model", "16", "--heads", "2", "--eval-every", "3", "--eval-count", "32",
@@ -40,7 +41,7 @@ def test_ranks_draw_different_seeded_data():
 def test_torchrun_two_processes_and_resume(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     torchrun(full, "--steps", "6")
-    meta = ckpt.read_meta(full / ckpt.MODEL_FILE)
+    meta = ckpt.read_meta(full / MODEL_FILE)
     assert meta["training"]["world_size"] == 2 and meta["training"]["steps"] == 6
     assert meta["training"]["tokens_seen"] == 6 * 16 * 2 * ckpt.TaskSpec(2, 3, 10).seq_len
     lines = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]

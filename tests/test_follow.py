@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from conftest import tiny_config
 from ntp_probe.cli import app as cli_app
-from ntp_probe.follow import kept_files, kept_name
+from ntp_probe.runfiles import kept_files, kept_name
 from ntp_probe.train import train
 from ntp_probe.tui.app import ProbeApp
 from ntp_probe.tui.widgets.training import RunShown, columns, training_text

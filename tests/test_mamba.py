@@ -13,6 +13,7 @@ from ntp_probe.cli import app
 from ntp_probe.mamba import Mamba
 from ntp_probe.model import GPTConfig
 from ntp_probe.objectives import make_objective
+from ntp_probe.runfiles import MODEL_FILE
 
 runner = CliRunner()
 
@@ -84,7 +85,7 @@ def mamba_run(tmp_path_factory):
 
 
 def test_cli_training_and_tools(mamba_run):
-    meta = ckpt.read_meta(mamba_run / ckpt.MODEL_FILE)
+    meta = ckpt.read_meta(mamba_run / MODEL_FILE)
     assert meta["config"]["arch"] == "mamba" and meta["config"]["d_state"] == 4
     assert len((mamba_run / "metrics.jsonl").read_text().splitlines()) == 2
     data = FIXTURES / "deg_2_path_3_nodes_10_test_head100.txt"
@@ -138,7 +139,7 @@ def test_reproduce_trains_mamba_side_by_side(tmp_path):
         "--eval-every", 2, "--count", 20, "--out", tmp_path, "--threads", 1)])
     assert r.exit_code == 0, r.output
     for obj in ("next-token", "reverse"):
-        cfg = ckpt.read_meta(tmp_path / obj / ckpt.MODEL_FILE)["config"]
+        cfg = ckpt.read_meta(tmp_path / obj / MODEL_FILE)["config"]
         assert (cfg["arch"], cfg["d_state"], cfg["expand"]) == ("mamba", 4, 1)
     report = (tmp_path / "report.md").read_text()
     assert "| next-token | next-token |" in report and "| reverse | reverse |" in report

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from conftest import FIXTURES, tiny_config
+from ntp_probe import atomic
 from ntp_probe import checkpoint as ckpt
 from ntp_probe import train as train_mod
 from ntp_probe.checkpoint import TaskSpec
@@ -271,14 +272,14 @@ def test_full_disk_on_metrics_append(tmp_path, monkeypatch):
 
 def test_atomic_write_leaves_the_old_file_on_any_failure(tmp_path):
     target = tmp_path / "f.txt"
-    ckpt.atomic_write_text(target, "old")
+    atomic.atomic_write_text(target, "old")
 
     def boom(tmp):
         Path(tmp).write_text("half")
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        ckpt.atomic_write(target, boom)
+        atomic.atomic_write(target, boom)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
 
 

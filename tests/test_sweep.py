@@ -133,7 +133,7 @@ def test_ctrl_c_checkpoints_and_a_second_run_resumes_to_the_same_weights(tmp_pat
 
 
 def test_names_come_from_the_options_that_vary_and_runs_follow_their_warm_start(tmp_path):
-    from ntp_probe.cli_sweep import load_runs
+    from ntp_probe.cli.sweep import load_runs
 
     r = recipe(tmp_path, '[grid]\nlayers = [1, 2]\nseed = [1, 2]\n[[run]]\nname = "deep"\nlayers = 3\n'
                          '[[run]]\nname = "curriculum"\npath-len = 4\ninit-from = "@deep"\n')
@@ -171,7 +171,7 @@ def test_a_bad_recipe_file_is_one_line_and_nothing_starts(tmp_path, body, says):
 
 
 def test_the_readme_example_and_the_shipped_recipe_files_parse(tmp_path):
-    from ntp_probe.cli_sweep import load_runs
+    from ntp_probe.cli.sweep import load_runs
 
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text().split("## Sweeps: many runs from one recipe file")[1]

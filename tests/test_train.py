@@ -89,7 +89,8 @@ def test_watch_and_the_run_lock(tmp_path):
     from typer.testing import CliRunner
 
     from ntp_probe.cli import app
-    from ntp_probe.runs import PID_FILE, status
+    from ntp_probe.runfiles import PID_FILE
+    from ntp_probe.runs import status
 
     runner = CliRunner()
     out = tmp_path / "run"
@@ -131,7 +132,7 @@ def test_watch_and_the_run_lock(tmp_path):
 
 
 def test_watch_moves_between_checkpoints(tmp_path, monkeypatch):
-    from ntp_probe import runs
+    from ntp_probe import runfiles, runs
 
     monkeypatch.setattr(runs, "BEAT_SECONDS", 0.0)
     out = tmp_path / "run"
@@ -145,7 +146,7 @@ def test_watch_moves_between_checkpoints(tmp_path, monkeypatch):
     assert seen[5]["step"] == 4 and seen[5]["steps"] == 20 and seen[5]["state"] == "running"  # before any checkpoint
     assert seen[5]["objective"] == "next-token" and seen[5]["task"] == {"degree": 2, "path_len": 3, "nodes": 10}
     assert seen[15]["step"] == 14 and seen[15]["seconds_per_step"] > 0 and seen[15]["last"]["step"] == 10
-    assert not (out / runs.PROGRESS_FILE).exists()  # gone with the run
+    assert not (out / runfiles.PROGRESS_FILE).exists()  # gone with the run
     assert runs.status(out)["step"] == 20
 
 

@@ -112,7 +112,7 @@ class RunView:
     # -- starting ------------------------------------------------------------------------------------
     def on_models_loaded(self, msg) -> None:
         """After the app's own handler: is the main model a run's checkpoint (with --follow, or with kept ones)?"""
-        from ..follow import kept_files, run_of
+        from ..runfiles import kept_files, run_of
 
         path = getattr(self.lm, "path", None)
         run = run_of(path) if path is not None else None

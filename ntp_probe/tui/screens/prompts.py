@@ -11,7 +11,8 @@ from .modals import Prompt
 
 def force_prompt(label: str, nodes: int) -> Prompt:
     def validate(text: str) -> str | None:
-        from ...task import GraphError, parse_node_id  # torch is loaded by now (the model is)
+        from ...errors import GraphError
+        from ...task import parse_node_id  # torch is loaded by now (the model is)
 
         try:
             parse_node_id(text, "node", nodes)

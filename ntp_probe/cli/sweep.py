@@ -1,6 +1,7 @@
 """``ntp-probe sweep``: run, list, table and plot a recipe file of trainings (a thin shell over ``ntp_probe.sweep``).
 
-Registered on the main app at the end of ``cli.py`` (it uses the app's error handling and consoles).
+Registered on the app where it is assembled (``ntp_probe/cli/__init__.py``); a recipe's runs are checked by
+``train``'s own options (``train_schema``, ``load_runs``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import _click, app, err, handle_errors, out, train_config
-from .errors import UsageError
+from ..errors import UsageError
+from ._common import _click, err, handle_errors, out
+from .train import train, train_config
 
 sweep_app = typer.Typer(help="Sweeps: a recipe file of training runs — run them K at a time, list them for a cluster, "
                              "table and plot the map.", no_args_is_help=True)
 
-RecipeArg = Annotated[Path, typer.Argument(help="A recipe file (TOML: [train], [grid], [[run]]).")]
+RecipeArg = Annotated[Path, typer.Argument(help="A recipe file (TOML: \\[train], \\[grid], \\[\\[run]]).")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="The sweep directory: one run directory per run.")]
 
 
@@ -27,8 +29,7 @@ def train_schema() -> dict:
     """train's options as the sweep's schema: option name -> Spec(flag, kind), read from its annotations."""
     import typing
 
-    from .cli import train
-    from .sweep import Spec
+    from ..sweep import Spec
 
     schema = {}
     for name, hint in typing.get_type_hints(train, include_extras=True).items():
@@ -50,12 +51,14 @@ def train_schema() -> dict:
 
 def load_runs(recipes: Path, out_dir: Path):
     """The recipe file's runs, every one of them checked as train would check it (nothing starts on an error)."""
-    from .sweep import RecipeError, load
-    from .train import TrainConfig, validate
+    from ..sweep import RecipeError, load
+    from ..train import TrainConfig, validate
 
     schema = train_schema()
     runs = load(recipes, out_dir, schema, default_steps=TrainConfig.steps)
-    cmd = typer.main.get_command(app).commands["train"]
+    one = typer.Typer()  # train's own click command (its parsing and checks), without the assembled app
+    one.command()(train)
+    cmd = typer.main.get_command(one)
     for run in runs:
         try:
             ctx = cmd.make_context("train", run.argv(schema), resilient_parsing=False)
@@ -70,9 +73,9 @@ def load_runs(recipes: Path, out_dir: Path):
 def _view(sweep):
     from rich.table import Table
 
-    from .errors import NtpProbeError
-    from .fmt import duration
-    from .runs import status
+    from ..errors import NtpProbeError
+    from ..fmt import duration
+    from ..runs import status
 
     t = Table(title=f"sweep: {len(sweep.table)} runs, {sweep.jobs} at a time", title_justify="left")
     for col in ("run", "state", "step", "held-out greedy", "decision", "s/step", "ETA", ""):
@@ -109,7 +112,7 @@ def run_cmd(
     import fcntl
     import time
 
-    from .sweep import LOCK_FILE, Sweep, write_plan
+    from ..sweep import LOCK_FILE, Sweep, write_plan
 
     runs, schema = load_runs(recipes, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -192,7 +195,7 @@ def table_cmd(
     (fit: greedy ≥ 0.95; partly: an inner answer position ≥ 0.6; plateau)."""
     from rich.table import Table
 
-    from .sweep import markdown, records, rows, wall_text, write_markdown
+    from ..sweep import markdown, records, rows, wall_text, write_markdown
 
     recs = records(sweep_dir)
     if markdown_file is not None:
@@ -219,7 +222,7 @@ def plot_cmd(
     out_file: Annotated[Path, typer.Option("--out", "-o", help="The PNG to write.")],
 ) -> None:
     """Draw every run's held-out curves (greedy and each inner answer position) into one PNG."""
-    from .sweep import plot, records
+    from ..sweep import plot, records
 
     path = plot(records(sweep_dir), out_file)
     err.print(f"wrote {path}", highlight=False)
@@ -234,10 +237,10 @@ def archive_cmd(
 ) -> None:
     """Keep runs' records (config, command, curve; no weights) in a sweep directory, so its table and plot are
     rebuilt from it alone (the records a repository can carry)."""
-    from .atomic import atomic_write_text
-    from .sweep import RECORD_FILE, record
+    from ..atomic import atomic_write_text
+    from ..sweep import RECORD_FILE, record
 
-    from .limits import check_file_name
+    from ..limits import check_file_name
 
     recs = []
     for run in runs:  # every run read (and every name checked) before anything is written
