@@ -238,13 +238,13 @@ def read_config(folder: Path) -> dict:
     try:
         cfg = safe_loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise ModelFileError(f"{path}: not valid JSON ({common_first(e)})") from None
+        raise ModelFileError(f"{path}: not valid JSON ({_first(e)})") from None
     if not isinstance(cfg, dict):
         raise ModelFileError(f"{path}: holds {type(cfg).__name__}, not a JSON object")
     return cfg
 
 
-def common_first(e: BaseException) -> str:
+def _first(e: BaseException) -> str:
     lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
     return lines[0][:120] if lines else e.__class__.__name__
 
@@ -253,15 +253,15 @@ def config_from_hf(cfg: dict, where: str) -> GPTConfig:
     """Our GPT's config from a GPT-2 ``config.json``, or a ModelFileError naming what has no exact counterpart."""
     mt, archs = cfg.get("model_type"), cfg.get("architectures")
     if mt != "gpt2":
-        what = f"a {common_shown(mt)} model" if mt is not None else "no model_type"
+        what = f"a {_shown(mt)} model" if mt is not None else "no model_type"
         if isinstance(archs, list) and archs:
-            what += f" ({', '.join(common_shown(a) for a in archs[:2])})"
+            what += f" ({', '.join(_shown(a) for a in archs[:2])})"
         raise ModelFileError(f"{where}: config.json describes {what}; only the GPT-2 architecture (model_type gpt2) imports")
     sizes = {}
     for key in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
         v = cfg.get(key)
         if not is_int(v) or not 1 <= v <= ckpt.MAX_SIZE:
-            raise ModelFileError(f"{where}: config.json's {key} is {common_shown(v)}, not a whole number in "
+            raise ModelFileError(f"{where}: config.json's {key} is {_shown(v)}, not a whole number in "
                                  f"1..{ckpt.MAX_SIZE:,}")
         sizes[key] = v
     C, H = sizes["n_embd"], sizes["n_head"]
@@ -269,7 +269,7 @@ def config_from_hf(cfg: dict, where: str) -> GPTConfig:
         raise ModelFileError(f"{where}: config.json's n_embd {C} is not divisible by n_head {H}")
     act = cfg.get("activation_function", "gelu_new")
     if act not in GELU:
-        raise ModelFileError(f"{where}: activation_function {common_shown(act)}; ntp-probe's MLP has "
+        raise ModelFileError(f"{where}: activation_function {_shown(act)}; ntp-probe's MLP has "
                              f"{' or '.join(GELU)}")
     checks = [
         ("layer_norm_epsilon", EPS, lambda v: is_real(v) and abs(v - EPS) <= 1e-12, "1e-05"),
@@ -282,14 +282,14 @@ def config_from_hf(cfg: dict, where: str) -> GPTConfig:
     for key, default, ok, want in checks:
         v = cfg.get(key, default)
         if not ok(v):
-            raise ModelFileError(f"{where}: config.json's {key} is {common_shown(v)}; ntp-probe's GPT needs {want}")
+            raise ModelFileError(f"{where}: config.json's {key} is {_shown(v)}; ntp-probe's GPT needs {want}")
     drop = cfg.get("resid_pdrop", 0.0)
     drop = float(drop) if is_real(drop) and 0.0 <= drop < 1.0 else 0.0
     return GPTConfig(vocab_size=sizes["vocab_size"], block_size=sizes["n_positions"], n_layer=sizes["n_layer"],
                      n_head=H, n_embd=C, dropout=drop, bias=True, activation=GELU[act])
 
 
-def common_shown(x) -> str:
+def _shown(x) -> str:
     text = repr(x)
     return text if len(text) <= 40 else text[:40] + "…"
 
@@ -309,11 +309,11 @@ def read_weights(folder: Path, config: GPTConfig, where: str) -> dict[str, torch
     header, _ = ckpt.parse_header(path, data)
     for k, v in header.items():
         if v["dtype"] not in ckpt.FLOAT_DTYPES and not BUFFER.match(k.removeprefix("transformer.")):
-            raise ModelFileError(f"{path}: tensor {common_shown(k)} is {v['dtype']}; a model's weights are floating-point")
+            raise ModelFileError(f"{path}: tensor {_shown(k)} is {v['dtype']}; a model's weights are floating-point")
     try:
         raw = st_load(data)
     except (SafetensorError, RuntimeError, OSError, ValueError) as e:
-        raise ModelFileError(f"{path}: not a readable safetensors file ({common_first(e)})") from None
+        raise ModelFileError(f"{path}: not a readable safetensors file ({_first(e)})") from None
     del data
     sd = {}
     for k, v in raw.items():
@@ -363,7 +363,7 @@ def check_tokenizer(folder: Path, nodes: int, where: str) -> None:
     try:
         tj = safe_loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise ModelFileError(f"{path}: not valid JSON ({common_first(e)})") from None
+        raise ModelFileError(f"{path}: not valid JSON ({_first(e)})") from None
     vocab = tj.get("model", {}).get("vocab") if isinstance(tj, dict) and isinstance(tj.get("model"), dict) else None
     if not isinstance(vocab, dict):
         return  # not a word-level vocabulary: nothing to compare
@@ -371,7 +371,7 @@ def check_tokenizer(folder: Path, nodes: int, where: str) -> None:
     want = {str(i): i for i in range(nodes)} | {"|": tok.pipe, "=": tok.eq, "/": tok.slash, "$": tok.dollar}
     for text, i in want.items():
         if vocab.get(text) != i:
-            raise ModelFileError(f"{where}: its tokenizer.json numbers {text!r} as {common_shown(vocab.get(text))}; "
+            raise ModelFileError(f"{where}: its tokenizer.json numbers {text!r} as {_shown(vocab.get(text))}; "
                                  f"ntp-probe's (the paper's) numbering for N={nodes} has {text!r} = {i}")
 
 
@@ -434,7 +434,7 @@ def _our_header(header, config: GPTConfig, where: str):
         task = ckpt.TaskSpec.from_meta(header["task"])
         obj = objective_from_meta(header["objective"])
     except (ModelFileError, KeyError, TypeError, ValueError, UsageError) as e:
-        raise ModelFileError(f"{bad} ({common_first(e)})") from None
+        raise ModelFileError(f"{bad} ({_first(e)})") from None
     if obj.heads != 1 or not obj.causal or any(getattr(config, k) != v for k, v in obj.model_fields(0).items()):
         raise ModelFileError(f"{bad} (its objective {obj.name} is not one a GPT-2 holds)")
     arch = {k: header["config"].get(k) for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")}
