@@ -73,7 +73,7 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:  # weights_only refuses: the pickle would build objects or run code
-        m = re.search(r"Unsupported (?:global|operand)[^\n]*", str(e))
+        m = re.search(r"Unsupported (?:global|operand):?\s*(?:GLOBAL\s+)?[\w.<>]*", str(e))
         why = m.group(0).strip()[:120] if m else _first(e)
         if "weights only load failed" in str(e).lower() or m:
             raise ModelFileError(f"{path}: refused: it needs more than tensors to unpickle, and no pickled code is run "
