@@ -83,7 +83,7 @@ def test_mirror_is_decoded_once_per_state(trained, monkeypatch):
     assert decodes == [rev] and m1.cursor == 2 and m0.cursor == 0 and m1.tokens == m0.tokens
     u = t.then(ProbeSession.force_wrong_arm)  # a new state: the mirror is decoded again, once
     mu = u.mirror(rev)
-    assert decodes == [rev, nt, rev] and mu.forced == {2: 0, 1: 3}
+    assert decodes == [rev, nt, rev] and mu.forced == {2: 0}  # the wrong arm's node: no place in a reverse answer
     assert u.mirror(rev).tokens == mu.tokens and decodes == [rev, nt, rev]
-    fresh = ProbeSession(rev, u.graph, {2: 0, 1: 3}, u.cursor)
+    fresh = ProbeSession(rev, u.graph, {2: 0}, u.cursor)
     assert mu.tokens == fresh.tokens and [st.probs.tolist() for st in mu.steps] == [st.probs.tolist() for st in fresh.steps]

@@ -278,13 +278,14 @@ async def test_compare_models_side_by_side(trained):
         await app.wait_idle()
         m = app.probed.mirror
         assert m.graph == app.session.graph
-        # forced prefix mapped by path position: the reverse model has start at its last position
-        assert m.forced == {2: 0, 1: 3} and m.tokens[1] == 3
+        # forced tokens mapped by node: the start (on the path) at the reverse model's last position; the wrong
+        # arm's node 3 has no place in a goal→start answer, left out and said so
+        assert m.forced == {2: 0} and m.tokens[2] == 0
         shown = text_of(app, "#compare")
-        assert "reverse" in shown and "3*" in shown
+        assert "reverse" in shown and "0*" in shown and "forced 3 not applied" in shown
         await pilot.press("c")
         await app.wait_idle()
-        assert app.compare_lm is None and "no second model" in text_of(app, "#compare")
+        assert app.compare_lm is None and "comparison hidden" in text_of(app, "#compare")
 
 
 @sync

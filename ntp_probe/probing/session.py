@@ -375,19 +375,35 @@ class ProbeSession:
                 repr(self.strategy))
 
     def mirror(self, lm: LoadedModel) -> ProbeSession:
-        """The same graph and forced prefix (mapped by path position) for another model, at the same cursor.
-        Decoded once per state (graph, forced tokens, strategy); a cursor move reuses it."""
+        """The same graph and forced tokens for another model, at the same cursor. Forced tokens are mapped by
+        node: a model with the same answer order gets each at the same path position (the same prefix); a model
+        with the other order (reverse beside forward) gets a forced node of the true path where that node stands
+        in its own answer, and an off-path node (a wrong arm) is left out, said in ``notes``: it has no place
+        there. Decoded once per state (graph, forced tokens, strategy); a cursor move reuses it."""
         state = self._state()
         hit = self._mirrors.get(id(lm))
         if hit is not None and hit[0] == state and hit[1].lm is lm:
             m = hit[1].copy()
             m.cursor = max(0, min(self.cursor, m.length))
             return m
-        forced = {}
-        for p, t in self.forced.items():
-            i = self.objective.path_index(p, self.length)
-            forced[lm.objective.path_index(i, answer_length(lm, self.graph))] = t
+        forced, left_out = {}, []
+        length = answer_length(lm, self.graph)
+        same_order = lm.objective.answer_order == self.answer_order
+        path = list(self.graph.path)
+        for p, t in sorted(self.forced.items()):
+            if same_order:
+                i = self.objective.path_index(p, self.length)
+            elif t in path:
+                i = path.index(t)
+            else:
+                left_out.append(t)
+                continue
+            forced[lm.objective.path_index(i, length)] = t
         m = ProbeSession(lm, self.graph, forced, self.cursor, self.strategy)
+        if left_out:
+            nodes = ", ".join(self.token_str(t) for t in left_out)
+            m.notes.append(f"forced {nodes} not applied: off the path, it has no place in a "
+                           f"{lm.objective.answer_order} answer")
         self._mirrors[id(lm)] = (state, m)
         return m.copy()
 

@@ -129,6 +129,7 @@ class ProbeApp(RunView, App):
     def on_resize(self, event) -> None:
         self.screen.set_class(event.size.width >= 140, "-wide")
         self.screen.set_class(event.size.height >= 34, "-tall")
+        self.screen.set_class(event.size.height < 16, "-short")  # 40×10: the answer and the decision first
 
     @property
     def editor(self) -> GraphEditor:

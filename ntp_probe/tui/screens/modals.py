@@ -9,7 +9,8 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.keys import format_key
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Markdown
+from rich.markdown import Markdown
+from textual.widgets import Input, Label, Static
 
 HELP_INTRO = """\
 # ntp-probe: the probing app
@@ -32,8 +33,9 @@ HELP_OUTRO = """
 The verifier (`d`) is a perfect checker that samples until the answer is a valid path: search, not planning.
 
 **Colours**: green = correct token, yellow = legal (a child of the previous node) but wrong,
-red = illegal, **magenta\\*** = forced by you. The confidence strip shows each token's top probability;
-◆ marks the decision step.
+red = illegal, **magenta\\*** = forced by you. The confidence strip shows the probability of each token written
+(the model's own probability of a forced one); ◆ marks the decision step. A comparison model gets the forced
+nodes where they stand in its own answer (one off the path has no place in a reverse answer: left out, said so).
 
 Graph text: `2→1, 0→10, 9→3 … || find(9 → 7)` or the original line format `u,v|u,v|…/s,g`.
 """
@@ -65,7 +67,9 @@ class TextModal(ModalScreen[None]):
         with VerticalScroll(classes="modal-body") as v:
             v.border_title = self.title_text
             v.border_subtitle = "escape to close"
-            yield Markdown(self.markdown)
+            # Rich's Markdown in a Static: a card with its JSON blocks shows at once (Textual's Markdown widget
+            # builds a widget per block and took seconds on a busy 2-core box, so a second `i` closed it unseen)
+            yield Static(Markdown(self.markdown))
 
     def action_dismiss_modal(self) -> None:
         self.dismiss(None)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.text import Text
 
 from .base import ProbeText, Probed
 from .render import DIM, answer, strip
 
 
-def compare_text(m, error: str | None, name: str | None) -> Text:
+def compare_text(m, error: str | None, name: str | None, hidden: Sequence[str] = ()) -> Text:
+    """``hidden``: the models loaded beside the main one while none is on show (``c`` cycled past the last)."""
     t = Text()
     if name is None:
-        t.append("no second model (pass two MODELs, e.g. ntp-probe tui A B)", style=DIM)
+        if hidden:
+            t.append(f"comparison hidden: c shows {hidden[0]}", style=DIM)
+        else:
+            t.append("no second model (pass two MODELs, e.g. ntp-probe tui A B)", style=DIM)
         return t
     if error:
         t.append(f"{name}: ", style="bold")
@@ -25,6 +31,8 @@ def compare_text(m, error: str | None, name: str | None) -> Text:
     t.append_text(answer(m))
     t.append("\n")
     t.append_text(strip(m))
+    for note in m.notes:
+        t.append(f"\n{note}", style=DIM)
     return t
 
 
@@ -37,4 +45,5 @@ class ComparePanel(ProbeText):
         self.border_title = "compare (c)"
 
     def probe_text(self, p: Probed) -> Text:
-        return compare_text(p.mirror, p.mirror_error, p.compare_name)
+        others = [m.display_name for m in getattr(self.app, "models", [])[1:]]
+        return compare_text(p.mirror, p.mirror_error, p.compare_name, others)

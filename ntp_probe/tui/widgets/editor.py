@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Label, TextArea
@@ -37,6 +38,13 @@ def random_graph(lm, seed: int, shape: tuple[int, int] | None = None):
     g = next(generate_set(shapes, t.nodes, 1, seed=seed).graphs())
     check_fits(g, lm)
     return g
+
+
+class GraphText(TextArea):
+    """The editor's text area, with ctrl+a selecting all (as a user expects of a text box; Textual's TextArea binds
+    it to "start of line", which home does too)."""
+
+    BINDINGS = [Binding("ctrl+a", "select_all", "Select all", show=False)]
 
 
 PLACEHOLDER = "type a graph: 2→1, 0→10, 9→3 … || find(9 → 7)   (e to edit, r for a random one)"
@@ -77,7 +85,7 @@ class GraphEditor(Vertical):
         return self._intent is not None
 
     def compose(self) -> ComposeResult:
-        yield TextArea("", id="graph", soft_wrap=True, compact=True, tab_behavior="focus", placeholder=PLACEHOLDER)
+        yield GraphText("", id="graph", soft_wrap=True, compact=True, tab_behavior="focus", placeholder=PLACEHOLDER)
         yield Label("loading model…", id="graph-status")
 
     def on_mount(self) -> None:

@@ -47,11 +47,13 @@ def layers_text(s, rows: list[dict] | None) -> Text:
     st = s.steps[s.current]
     t.append(f"logit lens at {s.token_label()}", style="bold")
     t.append((f" ({where(s, st)})" if where(s, st) else "") + ": each layer's residual read out\n", style=DIM)
+    right = "—" if st.correct is None else s.token_str(st.correct)
     for r in rows:
         cp, gap = r["correct_prob"], r["gap"]
         t.append(f"L{r['layer']} ", style="bold")
         t.append(bar(cp or 0.0, 8), style="green")
-        t.append(" —    " if cp is None else f" {num(cp)} ")
+        t.append(f" {right:>3} ", style="green")
+        t.append("—    " if cp is None else f"{num(cp)} ")
         t.append(f"vs {r['best_wrong']:>3} ", style=DIM)
         t.append(num(r["best_wrong_prob"]), style="yellow")
         if gap is not None:

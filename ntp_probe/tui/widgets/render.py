@@ -159,12 +159,13 @@ def conf_style(p: float) -> str:
 
 
 def strip(s, label: bool = True) -> Text:
-    """Each position's confidence (top probability), so 'coin flip, then certain' shows at a glance."""
+    """Each position's confidence, so 'coin flip, then certain' shows at a glance: the probability of the token
+    written there (the top one when decoded, the model's own probability of the forced token when forced)."""
     t = Text()
     if label:
         t.append("confidence ", style=DIM)
     for st in s.steps:
-        p = float(st.probs.max())
+        p = float(st.probs[st.token]) if st.forced else float(st.probs.max())
         cur = st.position == s.current
         mark = "◆" if st.position == s.decision_position else " "
         t.append(f"{st.position + 1}{mark}", style=("bold reverse" if cur else DIM) + (" magenta" if st.forced else ""))
