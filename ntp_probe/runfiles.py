@@ -10,6 +10,9 @@ A run directory (``train --out RUN``)::
     RUN/train.pid, RUN/train.lock  while a process trains it (the lock is flock'ed)
     RUN/progress.json              step and time between checkpoints, while it runs
     RUN/kept/step-000250.safetensors   with --keep-checkpoints: the model file as it was at that step
+    RUN/tracker.json               with --tracker wandb: the tracked run's id (--resume continues it)
+    RUN/tensorboard/               with --tracker tensorboard: its event files
+    RUN/wandb/                     with --tracker wandb: its local (offline) run files, unless WANDB_DIR is set
 
 ``RUN@STEP`` names a kept checkpoint wherever a MODEL is taken: ``split_at`` reads the form, and
 ``checkpoint.resolve_at`` (with the rest of model resolution) finds the file.
@@ -28,6 +31,9 @@ PID_FILE = "train.pid"
 LOCK_FILE = "train.lock"  # flock'ed by the training process, removed (while held) when it ends
 PROGRESS_FILE = "progress.json"  # step and time between checkpoints, for watch; only while the run is live
 KEPT_DIR = "kept"
+TRACKER_FILE = "tracker.json"  # train --tracker: what resumes the same tracked run (the wandb run id)
+TENSORBOARD_DIR = "tensorboard"
+WANDB_DIR = "wandb"
 KEPT_NAME = re.compile(r"step-([0-9]{1,12})\.safetensors")
 AT = re.compile(r"(.+)@([0-9]{1,12})")
 

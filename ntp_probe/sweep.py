@@ -14,7 +14,9 @@ A recipe file is TOML::
 
 Each run is an ordinary run directory under the sweep's ``--out DIR``, named from the options that vary
 between the runs (``layers-4_seed-2``); a ``[[run]]`` may set ``name`` itself. A run may warm-start from another
-run of the same sweep with ``init-from = "@NAME"`` (a curriculum): it starts once NAME has finished.
+run of the same sweep with ``init-from = "@NAME"`` (a curriculum): it starts once NAME has finished. With
+``tracker = "wandb"`` (or ``"tensorboard"``) each run is its own tracked run, grouped by the sweep: its
+``--tracker-group`` is the sweep directory's name unless the recipe sets ``tracker-group``.
 
 This module is the engine (no UI): ``load`` parses and checks a recipe file against a schema of train's options
 (the CLI builds it from the ``train`` command), ``Run`` knows its ``ntp-probe train`` line and its state on disk,
@@ -179,6 +181,8 @@ class Run:
             if key == "init-from" and isinstance(value, str) and value.startswith("@"):
                 value = str(self.out / value[1:])
             args += [spec.flag, _fmt_arg(value)]
+        if self.options.get("tracker") and "tracker-group" not in self.options and "tracker-group" in schema:
+            args += [schema["tracker-group"].flag, self.out.resolve().name]  # tracked runs grouped by sweep
         return args
 
     def state(self) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
-from . import limits, objectives
+from . import limits, objectives, tracking
 from .atomic import atomic_write_text, remove_stale_temps
 from .archs import ARCHS
 from .checkpoint import LoadedModel, TaskSpec
@@ -38,8 +38,8 @@ from .errors import NtpProbeError, UsageError, WriteError
 from .evaluate import evaluate
 from .limits import check_task_size
 from .model import GPTConfig
-from .runfiles import KEPT_DIR, LOCK_FILE, METRICS_FILE, MODEL_FILE, PID_FILE, PROGRESS_FILE, STATE_FILE, kept_files, \
-    kept_name
+from .runfiles import KEPT_DIR, LOCK_FILE, METRICS_FILE, MODEL_FILE, PID_FILE, PROGRESS_FILE, STATE_FILE, TENSORBOARD_DIR, \
+    TRACKER_FILE, WANDB_DIR, kept_files, kept_name
 from .runs import RunLock, check_record
 from .safejson import is_int
 from .safejson import loads as safe_loads
@@ -84,6 +84,8 @@ class TrainConfig:
     drop_masked: bool = False  # mlm-u: masked tokens are position-only queries that nothing attends to
     init_from: str | None = None  # warm start (curriculum): a trained model's weights, e.g. one on a smaller graph
     keep_checkpoints: bool = False  # keep every evaluation step's weights as kept/step-N.safetensors (RUN@STEP)
+    tracker: str | None = None  # mirror the evaluations to wandb or tensorboard (ntp_probe.tracking)
+    tracker_group: str | None = None  # the tracked run's group (a sweep: its directory's name)
 
 
 Callback = Callable[[dict], None]
@@ -283,6 +285,7 @@ def validate(cfg: TrainConfig) -> Objective:
             raise UsageError(f"--targets-per-graph {cfg.targets_per_graph} needs one shape, not a set ({topologies.label()})")
         if cfg.batch_size % cfg.targets_per_graph:
             raise UsageError(f"--batch-size {cfg.batch_size} is not a multiple of --targets-per-graph {cfg.targets_per_graph}")
+    tracking.check(cfg.tracker, cfg.tracker_group)  # a tracker that is not installed: one line, before anything starts
     if not objective.causal and cfg.arch != "gpt":
         raise UsageError(f"--objective {cfg.objective} needs bidirectional attention: use --arch gpt")
     if objective.gpt_only and cfg.arch != "gpt":
@@ -386,7 +389,7 @@ RUN_FILES = (STATE_FILE, MODEL_FILE, METRICS_FILE)
 
 
 # what a run killed (kill -9) before its first checkpoint leaves: nothing to resume, nothing to lose
-LEFTOVERS = (LOCK_FILE, PID_FILE, PROGRESS_FILE, METRICS_FILE)
+LEFTOVERS = (LOCK_FILE, PID_FILE, PROGRESS_FILE, METRICS_FILE, TRACKER_FILE, TENSORBOARD_DIR, WANDB_DIR)
 
 
 def _no_checkpoint(out: Path) -> bool:
@@ -416,7 +419,7 @@ def _make_out(out: Path, resume: bool) -> None:
 def _prepare_out(out: Path, resume: bool, force: bool) -> None:
     """Under the run's lock: sweep dead temp files, then check the run (resume) or clear it (force). Rank 0 only."""
     try:
-        remove_stale_temps(out, (*RUN_FILES, PID_FILE, PROGRESS_FILE))  # left by a kill -9 mid-write
+        remove_stale_temps(out, (*RUN_FILES, PID_FILE, PROGRESS_FILE, TRACKER_FILE))  # left by a kill -9 mid-write
         for tmp in (out / KEPT_DIR).glob(".step-*.tmp"):  # a kept checkpoint's, likewise
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -426,6 +429,7 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
             return
         if _no_checkpoint(out):  # killed before its first checkpoint: its log alone is cleared, as with --force
             (out / METRICS_FILE).unlink(missing_ok=True)
+            tracking.clear(out)
         elif any(p.name not in (LOCK_FILE, PID_FILE) for p in out.iterdir()):
             if not force:
                 raise UsageError(f"--out {out}: directory exists and is not empty; use --resume to continue or --force "
@@ -435,6 +439,7 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
                     (out / name).unlink()
             for kept in kept_files(out).values():  # the old run's kept steps are not this run's
                 kept.unlink()
+            tracking.clear(out)  # nor its tracked run
         probe = out / ".write-test"
         probe.write_text("")
         probe.unlink()
@@ -467,6 +472,7 @@ class Run:
     amp: contextlib.AbstractContextManager
     precision: str  # what --amp resolved to: bf16 or fp32
     command: str | None = None
+    tracker: tracking.Tracker | None = None  # rank 0, with --tracker: gets each evaluation's metrics record
     start_step: int = 0
     wall_before: float = 0.0
     loss_sum: float = 0.0  # the running loss since the last evaluation (restored on resume)
@@ -657,6 +663,8 @@ def loop(run: Run, lock: RunLock, emit: Callback, stop: _StopFlag | None = None)
                 rec = {"step": step, "loss": loss_sum / loss_n, "lr": opt.param_groups[0]["lr"], **metrics,
                        "eval_count": cfg.eval_count, "wall_time_s": round(wall(), 3)}
                 _append_metric(run.out / METRICS_FILE, rec)
+                if run.tracker is not None:  # the same record, host numbers only: no device sync added
+                    run.tracker.log(rec)
                 emit({"event": "eval", **rec})
                 loss_sum, loss_n = 0.0, 0
                 stopped_early = cfg.target_accuracy is not None and metrics["accuracy"] >= cfg.target_accuracy
@@ -704,10 +712,30 @@ def train(
         dist.barrier()
         run = setup(cfg, out, objective, dist, resume, command, train_graphs, init)
         emit = callback if (callback and dist.is_main) else (lambda e: None)
-        summary = loop(run, lock, emit, stop)
+        with open_tracker(run, resume) as run.tracker:
+            summary = loop(run, lock, emit, stop)
+        if run.tracker is not None:
+            summary["tracker"] = run.tracker.where
     dist.barrier()
     emit({"event": "done", **summary})
     return summary
+
+
+@contextlib.contextmanager
+def open_tracker(run: Run, resume: bool):
+    """The run's tracker (``--tracker``; rank 0 only; None without one), closed (flushed, its run ended) however the
+    loop ends. Opened once the run is set up, before its first step: a resumed run continues its tracked run."""
+    cfg = run.cfg
+    if cfg.tracker is None or not run.dist.is_main:
+        yield None
+        return
+    config = {**asdict(cfg), "command": run.command, "run": str(run.out), "params": run.raw_model.num_params(),
+              "precision": run.precision, "world_size": run.dist.world}
+    tracker = tracking.start(cfg.tracker, run.out, config, resume, run.start_step, run.wall_before, cfg.tracker_group)
+    try:
+        yield tracker
+    finally:
+        tracker.close()
 
 
 def run_command_line() -> str:

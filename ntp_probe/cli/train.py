@@ -49,6 +49,8 @@ def train(
     drop_masked: Annotated[bool, typer.Option("--drop-masked", help="mlm-u: masked tokens are queries only (their position), hidden from every other position, as in the authors' code.", rich_help_panel="Task")] = False,
     init_from: Annotated[Optional[str], typer.Option("--init-from", help="Warm start from this MODEL's weights (a curriculum, e.g. G(2,5) → G(5,5)); same size and node ids.", rich_help_panel="Model")] = None,
     keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints", help="Keep the weights of every evaluation step in --out/kept/ (open one as RUN@STEP; replay them in the app with , and .).")] = False,
+    tracker: Annotated[Optional[str], typer.Option("--tracker", help="Mirror each evaluation (loss, lr, s/step, held-out accuracy per position) and the run's config to wandb or tensorboard (optional extras: pip install 'ntp-probe\\[wandb]'); --resume continues the same tracked run.", rich_help_panel="Tracking")] = None,
+    tracker_group: Annotated[Optional[str], typer.Option("--tracker-group", help="The tracked run's group (wandb; a sweep sets its directory's name).", rich_help_panel="Tracking")] = None,
     threads: ThreadsOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run in --out.")] = False,
@@ -71,6 +73,8 @@ def train(
     state = "interrupted, saved" if summary["interrupted"] else ("target reached" if summary["stopped_early"] else "done")
     acc = f" greedy accuracy {m['accuracy']:.3f}, decision {m['decision_accuracy']:.3f}" if m else ""
     err.print(f"{state}: step {summary['step']}/{summary['steps']} in {summary['wall_time_s']:.1f}s;{acc} → {out_dir}")
+    if summary.get("tracker"):
+        err.print(f"tracked: {summary['tracker']}", highlight=False, markup=False)
 
 
 def train_config(params: dict):
@@ -82,6 +86,7 @@ def train_config(params: dict):
     degree, path_len = Topologies.parse(one_or_set(p["degree"]), one_or_set(p["path_len"]), p["nodes"]).to_option()
     names = ("nodes", "objective", "future", "mix", "drop_rate", "drop_mode", "targets_per_graph", "query_first", "arch", "d_state", "expand", "layers", "d_model", "heads", "dropout",
              "steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "seed", "device", "amp", "eval_every",
-             "eval_count", "target_accuracy", "init_from", "mask_question", "drop_masked", "keep_checkpoints")
+             "eval_count", "target_accuracy", "init_from", "mask_question", "drop_masked", "keep_checkpoints", "tracker",
+             "tracker_group")
     return TrainConfig(degree=degree, path_len=path_len, train_file=str(p["train_file"]) if p["train_file"] else None,
                        **{k: p[k] for k in names})

@@ -8,15 +8,13 @@ from ..atomic import atomic_write
 from ..errors import NtpProbeError
 
 
-def heatmap_png(res: dict, path: str | Path) -> Path:
-    """Write ``patch``'s result as a heat map: ``normalized`` where it is defined, else ``grid − corrupt`` (logits)."""
+def heatmap(res: dict):
+    """``patch``'s result as a matplotlib ``Figure``: ``normalized`` where it is defined, else ``grid − corrupt``
+    (logits). Made without pyplot: no backend is chosen or switched (a notebook shows it inline as it is)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError as e:  # pragma: no cover - matplotlib is a dependency
-        raise NtpProbeError(f"--png needs matplotlib ({e})") from None
+        raise NtpProbeError(f"the heat map needs matplotlib ({e})") from None
     norm = res["normalized"]
     defined = any(v is not None for row in norm for v in row)
     if defined:
@@ -31,7 +29,8 @@ def heatmap_png(res: dict, path: str | Path) -> Path:
     tokens, layers = res["tokens"], res["layers"]
     if "count" in res:  # each graph has its own node ids: name the positions instead
         tokens = position_labels(tokens)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(tokens) + 1.8), 0.42 * len(layers) + 1.6), dpi=120)
+    fig = Figure(figsize=(max(6.0, 0.28 * len(tokens) + 1.8), 0.42 * len(layers) + 1.6), dpi=120)
+    ax = fig.subplots()
     im = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(len(tokens)), tokens, fontsize=7, rotation=90)
     ax.set_yticks(range(len(layers)), layers, fontsize=8)
@@ -40,9 +39,12 @@ def heatmap_png(res: dict, path: str | Path) -> Path:
                  f"logit difference clean {res['clean']:.3g}, corrupt {res['corrupt']:.3g}", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02).set_label(label, fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def heatmap_png(res: dict, path: str | Path) -> Path:
+    """Write ``patch``'s result as a heat map PNG (``heatmap``)."""
+    fig = heatmap(res)
     path = Path(path)
-    try:
-        atomic_write(path, lambda name: fig.savefig(name, format="png"))
-    finally:
-        plt.close(fig)
+    atomic_write(path, lambda name: fig.savefig(name, format="png"))
     return path
