@@ -363,3 +363,11 @@ def test_out_is_never_the_source(trained, imported, tmp_path):
     (tmp_path / "file").write_text("x")
     r = runner.invoke(app, ["export", str(lm.path), "--to", "hf", "--out", str(tmp_path / "file")])
     assert "is a file, not a directory" in one_line_error(r)
+
+
+def test_no_warm_start_from_a_tanh_gelu_model(imported, tmp_path):
+    """train --init-from an imported (tanh-GELU) model would silently change its function: refused in one line."""
+    r = runner.invoke(app, ["train", "-d", "2", "-l", "3", "-n", "10", "--layers", "1", "--d-model", "16", "--heads", "2",
+                            "--steps", "2", "--init-from", str(imported), "--out", str(tmp_path / "run")])
+    assert "its MLP's GELU is gelu_tanh" in one_line_error(r)
+    assert not (tmp_path / "run" / MODEL_FILE).exists()
