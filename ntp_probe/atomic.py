@@ -11,6 +11,10 @@ The rule for what a path names when we write it:
 
 Temp files are named ``.NAME.XXXX.tmp``; a process killed mid-write leaves one behind, and
 ``remove_stale_temps`` (called by ``train`` under its run lock) sweeps them.
+
+A write that fails raises ``CannotWrite`` (an ``OSError`` and a ``WriteError``): it names the path the caller
+gave — never the temp file — and the system's reason, as one line: ``--png nodir/x.png: cannot write (No such file
+or directory)`` (``what`` names the option the path came from). A broken pipe stays a ``BrokenPipeError``.
 """
 
 from __future__ import annotations
@@ -23,13 +27,55 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from .errors import WriteError
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+
+class CannotWrite(WriteError, OSError):
+    """An output that could not be written: ``[WHAT ]PATH: cannot write (REASON)``, PATH as the caller gave it."""
+
+    def __init__(self, path: str | Path, err: OSError, what: str | None = None) -> None:
+        OSError.__init__(self, err.errno, err.strerror or str(err) or err.__class__.__name__, str(path))
+        self.what = what
+
+    def __str__(self) -> str:
+        return f"{self.what + ' ' if self.what else ''}{self.filename}: cannot write ({self.strerror})"
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None], what: str | None = None) -> None:
     """Call ``write(file_name)`` so that ``path`` ends up holding exactly what it wrote.
 
     A regular (or new) file is written to a temp file and renamed over ``path``; the old file survives
-    any failure, even ``KeyboardInterrupt``. A device or FIFO is written through directly."""
+    any failure, even ``KeyboardInterrupt``. A device or FIFO is written through directly. An ``OSError`` about
+    the output (or about no file: a full device, an illegal seek) becomes ``CannotWrite`` naming ``path``
+    (``what``: the option it came from, e.g. ``--png``); one about another file ``write`` opened passes unchanged."""
     path = Path(path)
+    mine: set[str] = {str(path)}
+    try:
+        _write(path, write, mine)
+    except CannotWrite:
+        raise
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        if e.filename is not None and str(e.filename) not in mine and os.path.abspath(str(e.filename)) not in mine:
+            raise  # another file (a source being copied): its own error
+        raise _cannot_write(path, e, what) from None
+
+
+_KINDS: dict[type, type] = {}
+
+
+def _cannot_write(path: Path, e: OSError, what: str | None) -> CannotWrite:
+    """``CannotWrite``, still the kind of ``OSError`` it was (``IsADirectoryError``, ``FileNotFoundError`` …)."""
+    kind = type(e)
+    if kind is OSError or not issubclass(kind, OSError):
+        return CannotWrite(path, e, what)
+    if kind not in _KINDS:
+        _KINDS[kind] = type(f"CannotWrite{kind.__name__}", (CannotWrite, kind), {})
+    return _KINDS[kind](path, e, what)
+
+
+def _write(path: Path, write: Callable[[str], None], mine: set[str]) -> None:
     try:
         st = os.stat(path)  # follows links: /dev/stdout is whatever fd 1 is
     except FileNotFoundError:
@@ -40,7 +86,12 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         write(str(path))  # /dev/null, /dev/stdout, a FIFO: no file to replace
         return
     real = Path(os.path.realpath(path)) if path.is_symlink() else path  # replace the link's target, keep the link
-    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
+    mine.update({str(real), os.path.abspath(real), os.path.abspath(path)})
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
+    except OSError as e:  # mkstemp names its temp file: the directory is what failed
+        raise OSError(e.errno, e.strerror) from None
+    mine.update({tmp, os.path.abspath(tmp)})
     os.close(fd)
     try:
         write(tmp)
@@ -59,15 +110,15 @@ def _special(path: Path) -> bool:
     return str(path.absolute()).startswith(("/dev/", "/proc/"))
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str, what: str | None = None) -> None:
     def write(name: str) -> None:
         with open(name, "w") as f:
             f.write(text)
 
-    atomic_write(path, write)
+    atomic_write(path, write, what)
 
 
-def atomic_write_chunks(path: str | Path, chunks: Iterable[str]) -> None:
+def atomic_write_chunks(path: str | Path, chunks: Iterable[str], what: str | None = None) -> None:
     """Write text produced piece by piece (bounded memory for any size), atomically as above."""
 
     def write(name: str) -> None:
@@ -75,7 +126,7 @@ def atomic_write_chunks(path: str | Path, chunks: Iterable[str]) -> None:
             for chunk in chunks:
                 f.write(chunk)
 
-    atomic_write(path, write)
+    atomic_write(path, write, what)
 
 
 def remove_stale_temps(directory: str | Path, names: Iterable[str]) -> list[Path]:
@@ -91,4 +142,4 @@ def remove_stale_temps(directory: str | Path, names: Iterable[str]) -> list[Path
     return removed
 
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_chunks", "remove_stale_temps"]
+__all__ = ["CannotWrite", "atomic_write", "atomic_write_text", "atomic_write_chunks", "remove_stale_temps"]

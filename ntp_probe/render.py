@@ -251,15 +251,18 @@ def patch_view(res: dict):
     head = Text.from_markup(
         f"[bold]{escape(res['model'])}[/]: {res['pair']} pair, answer token {res['step']}{n} — logit difference "
         f"clean {_f(res['clean'], 3)}, corrupt {_f(res['corrupt'], 3)}")
+    from .probing.patching import NEAR_ZERO, near_zero_detail, position_labels, top_cells
+
+    labels = position_labels(res["tokens"]) if "count" in res else res["tokens"]
+    if res.get("near_zero"):  # a ratio of two near-equal numbers is noise: named, not drawn
+        parts = [head, Text(NEAR_ZERO, style="bold yellow"), Text(near_zero_detail(res, labels), style="dim")]
+        return Group(*parts, *_probe_tables(res))
     norm = res["normalized"]
     defined = any(v is not None for row in norm for v in row)
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0), title_justify="left",
               title="normalized effect of patching each (layer, token) with the clean run" if defined
               else "patched − corrupt logit difference (clean = corrupt here: nothing to normalize by)")
     t.add_column("layer", no_wrap=True, style="bold", min_width=max(len(x) for x in res["layers"]) + 1)
-    from .probing.patching import position_labels, top_cells
-
-    labels = position_labels(res["tokens"]) if "count" in res else res["tokens"]
     for tok in labels:
         t.add_column(escape(tok), justify="center", no_wrap=True, min_width=2)
     for name, row, grow in zip(res["layers"], norm, res["grid"]):
@@ -272,6 +275,12 @@ def patch_view(res: dict):
         cells = top_cells(res)
         parts.append(Text("strongest: " + ", ".join(f"{layer} @ {escape(labels[p])} (#{p + 1}) {v:+.2f}"
                                                    for layer, p, _, v in cells)))
+    return Group(*parts, *_probe_tables(res))
+
+
+def _probe_tables(res: dict) -> list:
+    """``patch``'s knock-out and attribution tables, where it has them."""
+    parts = []
     if "edges" in res:
         e = _compact("edge knock-out: each edge's tokens hidden from every attention")
         one = "edge" in (res["edges"][0] if res["edges"] else {})
@@ -295,4 +304,4 @@ def patch_view(res: dict):
         for term in a["terms"]:
             d.add_row(term["name"], f"{term['value']:+.3f}")
         parts.append(d)
-    return Group(*parts)
+    return parts

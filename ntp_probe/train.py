@@ -146,7 +146,14 @@ def pick_device(name: str) -> torch.device:
         raise UsageError("--device cuda: no CUDA device is available")
     if name not in ("cpu",) and not name.startswith("cuda"):
         raise UsageError(f"--device {name}: choose auto, cpu or cuda")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {name}: choose auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise UsageError(f"--device {name}: this machine has {n} CUDA device{'s' if n != 1 else ''} (cuda:0 to cuda:{n - 1})")
+    return device
 
 
 @functools.cache

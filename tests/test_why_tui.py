@@ -76,3 +76,24 @@ def test_snapshot_why_panel(snap_compare, trained):
         await pilot.app.wait_idle()
 
     assert snap_compare(ProbeApp([lm], graph=GRAPH), terminal_size=SIZE, run_before=run_before)
+
+
+@sync
+async def test_why_panel_names_a_near_zero_effect():
+    """Issue 29 #5: at g2-5-next-token's decision the goal does not change the output: the panel says so in words
+    with the raw logit differences, no normalized map; g2-5-reverse's step (an effect) keeps its map."""
+    for name, near in (("g2-5-next-token", True), ("g2-5-reverse", False)):
+        app = ProbeApp([load(name)], graph=G25)
+        async with app.run_test(size=SIZE) as pilot:
+            await app.wait_idle()
+            await pilot.press("0", "right", "y")
+            await app.wait_idle()
+            res = app.probed.why
+            assert app.session.current == 1 and res["step"] == 2 and res["near_zero"] is near, name
+            shown = " ".join(text_of(app, "#why").split())
+            assert ("the goal does not change this step's output: nothing to patch here" in shown) is near, shown
+            assert ("strongest:" in shown) is not near and ("red: patching" in shown) is not near
+            if near:
+                assert f"|clean − corrupt| = {res['gap']:.4f} logits" in shown
+                assert f"noise threshold {res['noise_threshold']:.3f}" in shown and "largest patched − corrupt" in shown
+            assert "edge knock-out" in shown  # the knock-out still shows what the step reads

@@ -110,6 +110,20 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+@contextlib.contextmanager
+def writing(option: str):
+    """Around the write of an output a user named with ``option``: its error reads ``--png nodir/x.png: cannot write
+    (No such file or directory)`` (``atomic.CannotWrite``, the path as given, never a temp file)."""
+    from ..atomic import CannotWrite
+
+    try:
+        yield
+    except CannotWrite as e:
+        if e.what is None:
+            e.what = option
+        raise
+
+
 def handle_errors(fn):
     """Turn the project's errors into one line on stderr and exit code 2."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import islice
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,7 +12,7 @@ from rich.markup import escape
 
 from ..errors import NtpProbeError, UsageError
 from ._common import BeamOpt, DecodeOpt, JsonOpt, ModelDegreeOpt, ModelPathLenOpt, SampleTopKOpt, TempOpt, \
-    ThreadsOpt, TriesOpt, check_seed, err, handle_errors, load_graphs_arg, make_strategy, out, set_threads
+    ThreadsOpt, TriesOpt, check_seed, err, handle_errors, load_graphs_arg, make_strategy, out, set_threads, writing
 
 
 @handle_errors
@@ -61,7 +62,8 @@ def probe(
         if force is not None:  # --force '' is an error (an empty list), not silently nothing
             session.set_forced_prefix(parse_force(force, session.lm, session.graph))
         if save is not None:
-            session.save(save)
+            with writing("--save"):
+                session.save(save, plain_error=True)
         if as_json:
             print(json.dumps(session.to_json(top_k, layers=layers)), flush=True)
         else:
@@ -137,7 +139,7 @@ def patch_cmd(
     else:
         check_count(count, lm.task.nodes)
         got = load_graphs_arg(lm, data, count, seed)  # a file's graphs, or a batch of fresh ones
-        graphs = (list(got.graphs()) if hasattr(got, "graphs") else got)[:count]
+        graphs = islice(got.graphs() if hasattr(got, "graphs") else got, count)  # read a chunk at a time
     second = None
     if corrupt is not None:
         try:
@@ -153,7 +155,8 @@ def patch_cmd(
     if png is not None:
         from ..probing.figure import heatmap_png
 
-        heatmap_png(res, png)
+        with writing("--png"):
+            heatmap_png(res, png)
     if as_json:
         print(json.dumps(res))
         return

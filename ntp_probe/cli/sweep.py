@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from ..errors import UsageError
-from ._common import _click, err, handle_errors, out
+from ._common import _click, err, handle_errors, out, writing
 from .train import train, train_config
 
 sweep_app = typer.Typer(help="Sweeps: a recipe file of training runs — run them K at a time, list them for a cluster, "
@@ -51,8 +52,9 @@ def train_schema() -> dict:
 
 def load_runs(recipes: Path, out_dir: Path):
     """The recipe file's runs, every one of them checked as train would check it (nothing starts on an error)."""
+    from ..limits import check_threads
     from ..sweep import RecipeError, load
-    from ..train import TrainConfig, validate
+    from ..train import TrainConfig, pick_device, validate
 
     schema = train_schema()
     runs = load(recipes, out_dir, schema, default_steps=TrainConfig.steps)
@@ -62,7 +64,9 @@ def load_runs(recipes: Path, out_dir: Path):
     for run in runs:
         try:
             ctx = cmd.make_context("train", run.argv(schema), resilient_parsing=False)
-            validate(train_config(ctx.params))
+            check_threads(ctx.params.get("threads"))  # what train checks before its config: refused here too
+            validate(cfg := train_config(ctx.params))
+            pick_device(cfg.device)
         except _click.exceptions.ClickException as e:
             raise RecipeError(f"{recipes}: run {run.name!r}: {' '.join(e.format_message().split())}") from None
         except UsageError as e:
@@ -72,6 +76,7 @@ def load_runs(recipes: Path, out_dir: Path):
 
 def _view(sweep):
     from rich.table import Table
+    from rich.text import Text
 
     from ..errors import NtpProbeError
     from ..fmt import duration
@@ -93,9 +98,9 @@ def _view(sweep):
         dec = last.get("decision_accuracy")
         sps = st.get("seconds_per_step")
         eta = st.get("eta_s") if j.state == "running" else None
-        t.add_row(j.run.name, f"[{colour}]{j.state}[/]", f"{st.get('step', 0):,}/{j.run.steps:,}",
+        t.add_row(Text(j.run.name), Text(j.state, style=colour), f"{st.get('step', 0):,}/{j.run.steps:,}",
                   "–" if acc is None else f"{acc:.3f}", "–" if dec is None else f"{dec:.3f}",
-                  "–" if not sps else f"{sps:.3f}", "–" if eta is None else duration(eta), j.note)
+                  "–" if not sps else f"{sps:.3f}", "–" if eta is None else duration(eta), Text(j.note))  # plain text: a log line is never markup
     return t
 
 
@@ -149,7 +154,8 @@ def run_cmd(
                 for j in s.table:
                     if seen.get(j.run.name) != j.state:
                         seen[j.run.name] = j.state
-                        err.print(f"{j.run.name}: {j.state}{' (' + j.note + ')' if j.note else ''}", highlight=False)
+                        err.print(f"{j.run.name}: {j.state}{' (' + j.note + ')' if j.note else ''}", highlight=False,
+                                  markup=False)
 
             table = sweep.run(tick)
     finally:
@@ -160,11 +166,12 @@ def run_cmd(
     done = sum(j.state == "finished" for j in table)
     if sweep.stopping:
         err.print(f"stopped: {done}/{len(table)} runs finished, the others checkpointed; run the same command to resume",
-                  highlight=False)
+                  highlight=False, markup=False)
         return
     for j in failed:
-        err.print(f"[bold red]{j.state}:[/] {j.run.name}: {j.note}" + (f" (log: {j.log})" if j.log else ""), highlight=False)
-    err.print(f"{done}/{len(table)} runs finished → {out_dir}", highlight=False)
+        err.print(f"[bold red]{j.state}:[/] " + escape(f"{j.run.name}: {j.note}" + (f" (log: {j.log})" if j.log else "")),
+                  highlight=False)
+    err.print(f"{done}/{len(table)} runs finished → {out_dir}", highlight=False, markup=False)
     if failed:
         raise typer.Exit(1)
 
@@ -178,9 +185,11 @@ def list_cmd(recipes: RecipeArg, out_dir: OutOpt) -> None:
     for r in runs:
         state = r.state()
         if state == "running":  # another process trains it now: a scheduler must not start it twice
-            err.print(f"# {r.name}: running now, not listed", highlight=False)
+            err.print(f"# {r.name}: running now, not listed", highlight=False, markup=False)
+        elif state == "stuck":  # a model and nothing to resume from: no line may start it over
+            err.print(f"# {r.name}: not listed: {r.why}", highlight=False, markup=False)
         elif state != "finished":
-            print(r.command(schema))
+            print(r.command(schema, state=state))
 
 
 @sweep_app.command("table")
@@ -194,24 +203,26 @@ def table_cmd(
     """The map: one row per run — shape, recipe, steps, wall, greedy last and best, per position, verdict
     (fit: greedy ≥ 0.95; partly: an inner answer position ≥ 0.6; plateau)."""
     from rich.table import Table
+    from rich.text import Text
 
     from ..sweep import markdown, records, rows, wall_text, write_markdown
 
     recs = records(sweep_dir)
     if markdown_file is not None:
-        write_markdown(markdown_file, markdown(recs))
+        with writing("--markdown"):
+            write_markdown(markdown_file, markdown(recs))
     if as_json:
         print(json.dumps(rows(recs)))
         return
-    t = Table(title=f"{sweep_dir}: {len(recs)} runs", title_justify="left")
+    t = Table(title=Text(f"{sweep_dir}: {len(recs)} runs"), title_justify="left")
     for col in ("run", "shape", "recipe", "steps", "wall", "greedy last (best)", "per position", "verdict"):
         t.add_column(col, justify="right" if col in ("steps", "wall") else "left", overflow="fold")
     for row in rows(recs):
         greedy = "–" if row["greedy_last"] is None else f"{row['greedy_last']:.3f} ({row['greedy_best']:.3f})"
         colour = {"fit": "green", "partly": "yellow", "plateau": "red"}.get(row["verdict"], "dim")
-        t.add_row(row["run"], row["shape"], row["recipe"], f"{row['steps']:,}",
+        t.add_row(Text(row["run"]), Text(row["shape"]), Text(row["recipe"]), f"{row['steps']:,}",  # a record's text is never markup
                   wall_text(row["wall_min"]), greedy,
-                  " ".join(f"{x:.2f}" for x in row["per_position"]), f"[{colour}]{row['verdict']}[/]")
+                  " ".join(f"{x:.2f}" for x in row["per_position"]), Text(row["verdict"], style=colour))
     out.print(t)
 
 
@@ -224,8 +235,12 @@ def plot_cmd(
     """Draw every run's held-out curves (greedy and each inner answer position) into one PNG."""
     from ..sweep import plot, records
 
-    path = plot(records(sweep_dir), out_file)
-    err.print(f"wrote {path}", highlight=False)
+    recs = records(sweep_dir)
+    with writing("--out"):
+        path, note = plot(recs, out_file)
+    if note:
+        err.print(f"note: {note}", highlight=False, markup=False)
+    err.print(f"wrote {path}", highlight=False, markup=False)
 
 
 @sweep_app.command("archive")
@@ -237,19 +252,9 @@ def archive_cmd(
 ) -> None:
     """Keep runs' records (config, command, curve; no weights) in a sweep directory, so its table and plot are
     rebuilt from it alone (the records a repository can carry)."""
-    from ..atomic import atomic_write_text
-    from ..sweep import RECORD_FILE, record
+    from ..sweep import archive_plan, write_archive
 
-    from ..limits import check_file_name
-
-    recs = []
-    for run in runs:  # every run read (and every name checked) before anything is written
-        rec = record(run)
-        if rec is None:
-            raise UsageError(f"{run}: not a run directory with a model")
-        rec["name"] = check_file_name(prefix + run.resolve().name, "--prefix", str(into))
-        recs.append(rec)
-    for rec in recs:
-        (into / rec["name"]).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(into / rec["name"] / RECORD_FILE, json.dumps(rec) + "\n")
-        err.print(f"archived {rec['name']} → {into / rec['name'] / RECORD_FILE}", highlight=False)
+    plan = archive_plan(runs, into, prefix)  # every run read and every name and target checked before anything is written
+    write_archive(plan)
+    for path, rec in plan:
+        err.print(f"archived {rec['name']} → {path}", highlight=False, markup=False)

@@ -27,13 +27,19 @@ Mamba mixer) — read through the final layer norm with its scale frozen at the 
 bias: the terms sum to the logit difference.
 
 Many graphs are batched: a whole layer × position grid of many graphs is one forward pass per layer, each from
-the layer it patches (``model.resume``). ``patch`` averages over graphs of one shape.
+the layer it patches (``model.resume``). ``patch`` averages over graphs of one shape, ``GRAPHS`` at a time
+into running sums (memory bounded for any count).
+
+**Near zero**: where the goal barely moves the step's logit difference (|clean − corrupt| within ``NOISE`` × the
+spread of the clean run's logits), the normalized map is a ratio of two near-equal numbers; ``patch`` flags it
+(``near_zero``) and the CLI, the PNG and the app say "nothing to patch here" and show the raw differences.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import islice
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +52,9 @@ from .fit import answer_length, check_fits
 PAIRS = ("goal", "shuffle")
 ROLES = ("goal arm", "other arm")
 CHUNK = 256  # graphs per forward pass (attribution)
+GRAPHS = 256  # graphs per chunk of ``patch``: one chunk's activations are held at a time (memory does not grow
+# with --count; g2-5-next-token: a few tens of MB a chunk; benchmarks/patch.py --rss)
+NOISE = 0.05  # the near-zero threshold, a fraction of the clean logits' spread at the step (``noise_threshold``)
 ROWS = 64  # sequences per patched or knocked-out pass: small batches stay in the CPU's cache (2-3x faster than
 # 1,024 rows on the project's box for g2-5-mlm-u; benchmarks/patch.py)
 
@@ -257,14 +266,6 @@ def patch_grid(lm: LoadedModel, prep: Prepared, skip: bool = True) -> torch.Tens
     return grid
 
 
-def _normalized(grid: torch.Tensor, clean: torch.Tensor, corrupt: torch.Tensor) -> torch.Tensor:
-    """[B, L, T] (patched − corrupt) / (clean − corrupt), NaN where |clean − corrupt| < 1e-6."""
-    d = (clean - corrupt)[:, None, None]
-    ok = d.abs() >= 1e-6
-    return torch.where(ok, (grid - corrupt[:, None, None]) / torch.where(ok, d, torch.ones_like(d)),
-                       torch.full_like(grid, float("nan")))
-
-
 def layer_names(lm: LoadedModel) -> list[str]:
     return ["embed"] + [f"block {i + 1}" for i in range(len(lm.model.blocks))]
 
@@ -361,66 +362,142 @@ def attribution(lm: LoadedModel, prep: Prepared, cleans: Sequence[Graph], step: 
 # the whole probe, as the CLI and the app show it
 
 
-def patch(lm: LoadedModel, graphs: Sequence[Graph], pair: str = "goal", corrupt: Graph | None = None,
-          step: int | None = None, edges: bool = False, attribute: bool = False, seed: int = 0) -> dict:
+class _Sums:
+    """Running sums over the chunks of graphs: what ``patch`` reports, without holding any chunk's activations."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.clean = self.corrupt = self.gap = self.threshold = 0.0
+        self.grid: torch.Tensor | None = None  # [L, T] float64
+        self.norm: torch.Tensor | None = None  # [L, T] over the graphs with an effect
+        self.effect = 0  # graphs whose gap is above their noise threshold
+        self.roles = {r: [0, 0.0, 0.0] for r in ROLES}  # edges, Σ Δp, Σ Δlogit
+        self.terms: torch.Tensor | None = None
+        self.total = 0.0
+
+    def add(self, grid: torch.Tensor, prep: Prepared, gap: torch.Tensor, thr: torch.Tensor) -> None:
+        self.n += len(gap)
+        self.clean += float(prep.clean_ld.double().sum())
+        self.corrupt += float(prep.corrupt_ld.double().sum())
+        self.gap += float(gap.double().sum())
+        self.threshold += float(thr.double().sum())
+        g = grid.double().sum(0).cpu()
+        self.grid = g if self.grid is None else self.grid + g
+        ok = gap > thr  # the ratio (patched − corrupt) / (clean − corrupt) of a graph within the noise is noise
+        self.effect += int(ok.sum())
+        if bool(ok.any()):
+            d = (prep.clean_ld - prep.corrupt_ld)[ok][:, None, None].double()
+            nm = ((grid[ok].double() - prep.corrupt_ld[ok][:, None, None].double()) / d).sum(0).cpu()
+            self.norm = nm if self.norm is None else self.norm + nm
+
+
+def noise_threshold(clean_logits: torch.Tensor) -> torch.Tensor:
+    """[B] the logit difference below which a pair's clean and corrupt runs do not differ: ``NOISE`` × the
+    standard deviation of the clean run's logits over the vocabulary at the step (the model's own logit scale
+    there; 2.0–3.0 on the shipped models, so about 0.1–0.15 logits), and never below 1e-6 (float rounding)."""
+    return (NOISE * clean_logits.float().std(-1, unbiased=False)).clamp_min(1e-6)
+
+
+@torch.no_grad()
+def patch(lm: LoadedModel, graphs: Iterable[Graph], pair: str = "goal", corrupt: Graph | None = None,
+          step: int | None = None, edges: bool = False, attribute: bool = False, seed: int = 0,
+          chunk: int = GRAPHS) -> dict:
     """The probe over one graph (the JSON of ``ntp-probe patch``) or averaged over several (adds ``count``).
-    ``step`` is 0-based in the model's order (default: the decision step); the JSON counts it from 1."""
+    ``step`` is 0-based in the model's order (default: the decision step); the JSON counts it from 1.
+
+    ``graphs`` is read ``chunk`` graphs at a time (an iterator is never held whole): each chunk's activations
+    are run, summed into running totals and dropped, so memory does not grow with the number of graphs.
+
+    ``near_zero``: the goal does not change this step's output — the pair's clean and corrupt logit differences
+    are within ``noise_threshold`` of each other (averaged: the mean |clean − corrupt| over the graphs is within
+    the mean threshold). ``normalized`` then divides noise by noise: it is averaged over the graphs *above* their
+    threshold only (``normalized_graphs`` of them; null everywhere when there are none)."""
     check_patchable(lm)
-    if not graphs:
-        raise GraphError("no graphs to patch")
-    if corrupt is not None and len(graphs) > 1:
-        raise UsageError("--corrupt gives the second graph of one pair: use it with --graph")
-    for g in graphs:
-        check_fits(g, lm)
-    if step is None:
-        step = default_step(lm, graphs[0])
-    for g in graphs:
-        check_step(lm, g, step)
-    corrupts = [make_pair(lm, g, pair, corrupt, seed + k) for k, g in enumerate(graphs)]
     if edges:
         check_knockout(lm)  # before any work
     if attribute:
         check_attribution(lm)
-    prep = prepare(lm, graphs, corrupts, step)
-    grid = patch_grid(lm, prep)
-    norm = _normalized(grid, prep.clean_ld, prep.corrupt_ld)
+    if chunk < 1:
+        raise UsageError("chunk: at least one graph")
+    it = iter(graphs)
+    batch = list(islice(it, chunk))
+    if not batch:
+        raise GraphError("no graphs to patch")
+    if corrupt is not None and len(batch) > 1:
+        raise UsageError("--corrupt gives the second graph of one pair: use it with --graph")
+    if step is None:
+        step = default_step(lm, batch[0])
+    sums, shape, tokens, names, first, one_edges, first_att = _Sums(), None, None, None, batch[0], None, None
+    while batch:
+        for g in batch:
+            check_fits(g, lm)
+            check_step(lm, g, step)
+        corrupts = [make_pair(lm, g, pair, corrupt, seed + sums.n + k) for k, g in enumerate(batch)]
+        prep = prepare(lm, batch, corrupts, step)
+        if shape is None:
+            shape, tokens = (prep.clean_x.shape[1], prep.row), prep.clean_x[0].tolist()
+        elif (prep.clean_x.shape[1], prep.row) != shape:
+            raise GraphError("graphs of several shapes cannot be averaged position by position; give graphs of one "
+                             "shape")
+        grid = patch_grid(lm, prep)
+        gap, thr = (prep.clean_ld - prep.corrupt_ld).abs(), noise_threshold(prep.clean_logits)
+        sums.add(grid, prep, gap, thr)
+        if edges:
+            dp, dl = knockout(lm, prep, batch)
+            if one_edges is None:
+                one_edges = (dp[0], dl[0])
+            for k, g in enumerate(batch):
+                for e, r in enumerate(edge_roles(g)):
+                    acc = sums.roles[r]
+                    acc[0] += 1
+                    acc[1] += float(dp[k, e])
+                    acc[2] += float(dl[k, e])
+        if attribute:
+            names, vals, total, wrong = attribution(lm, prep, batch, step)
+            v = vals.double().sum(0)
+            sums.terms = v if sums.terms is None else sums.terms + v
+            sums.total += float(total.double().sum())
+            if sums.n == len(batch):
+                first_att = (int(prep.a[0]), wrong[0])
+        del prep, grid
+        batch = list(islice(it, chunk))
+    n = sums.n
     tok = lm.tokenizer.token_str
-    one = len(graphs) == 1
-    ok = ~norm[:, 0, 0].isnan()  # normalized is defined for the whole graph or not at all
-    mean_norm = norm[ok].mean(0) if bool(ok.any()) else torch.full_like(grid[0], float("nan"))
+    one = n == 1
+    L, T = sums.grid.shape
+    mean_norm = sums.norm / sums.effect if sums.norm is not None else torch.full((L, T), float("nan"))
     res = {
         "model": lm.display_name,
         "pair": "corrupt" if corrupt is not None else pair,
         "step": step + 1,
-        "tokens": [tok(t) for t in prep.clean_x[0].tolist()],
+        "tokens": [tok(t) for t in tokens],
         "layers": layer_names(lm),
-        "clean": _f(prep.clean_ld.mean()),
-        "corrupt": _f(prep.corrupt_ld.mean()),
-        "grid": [[_f(v) for v in row] for row in grid.mean(0).tolist()],
+        "clean": _f(sums.clean / n),
+        "corrupt": _f(sums.corrupt / n),
+        "grid": [[_f(v) for v in row] for row in (sums.grid / n).tolist()],
         "normalized": [[_f(v) for v in row] for row in mean_norm.tolist()],
     }
     if not one:
-        res["count"] = len(graphs)
+        res["count"] = n
+    res["near_zero"] = sums.gap <= sums.threshold
+    res["gap"] = _f(sums.gap / n)  # mean |clean − corrupt| per graph, logits
+    res["noise_threshold"] = _f(sums.threshold / n)
+    if not one:
+        res["normalized_graphs"] = sums.effect
     if edges:
-        dp, dl = knockout(lm, prep, graphs)
         if one:
-            res["edges"] = [{"edge": f"{u}→{v}", "role": r, "delta_p": _f(dp[0, e]), "delta_logit": _f(dl[0, e])}
-                            for e, ((u, v), r) in enumerate(zip(graphs[0].edges, edge_roles(graphs[0])))]
+            dp, dl = one_edges
+            res["edges"] = [{"edge": f"{u}→{v}", "role": r, "delta_p": _f(dp[e]), "delta_logit": _f(dl[e])}
+                            for e, ((u, v), r) in enumerate(zip(first.edges, edge_roles(first)))]
         else:
-            roles = [edge_roles(g) for g in graphs]
-            res["edges"] = []
-            for r in ROLES:
-                m = torch.tensor([[x == r for x in rs] for rs in roles])
-                if bool(m.any()):
-                    res["edges"].append({"role": r, "edges": int(m.sum()), "delta_p": _f(dp[m].mean()),
-                                         "delta_logit": _f(dl[m].mean())})
+            res["edges"] = [{"role": r, "edges": c, "delta_p": _f(p / c), "delta_logit": _f(d / c)}
+                            for r, (c, p, d) in sums.roles.items() if c]
     if attribute:
-        names, vals, total, wrong = attribution(lm, prep, graphs, step)
         res["attribution"] = {
-            "correct": tok(int(prep.a[0])) if one else None,
-            "wrong": tok(wrong[0]) if one else None,
-            "logit_diff": _f(total.mean()),
-            "terms": [{"name": n, "value": _f(v)} for n, v in zip(names, vals.mean(0).tolist())],
+            "correct": tok(first_att[0]) if one else None,
+            "wrong": tok(first_att[1]) if one else None,
+            "logit_diff": _f(sums.total / n),
+            "terms": [{"name": nm, "value": _f(v)} for nm, v in zip(names, (sums.terms / n).tolist())],
         }
     return res
 
@@ -452,3 +529,24 @@ def top_cells(res: dict, k: int = 5) -> list[tuple[str, int, str, float]]:
     cells = [(res["layers"][i], p, res["tokens"][p], v) for i, row in enumerate(res["normalized"])
              for p, v in enumerate(row) if v is not None]
     return sorted(cells, key=lambda c: -abs(c[3]))[:k]
+
+
+NEAR_ZERO = "the goal does not change this step's output: nothing to patch here"
+
+
+def raw_cells(res: dict, k: int = 3) -> list[tuple[str, int, float]]:
+    """The ``k`` cells of largest raw effect, patched − corrupt in logits: (layer, position, value)."""
+    c = res["corrupt"]
+    cells = [(res["layers"][i], p, v - c) for i, row in enumerate(res["grid"]) for p, v in enumerate(row)
+             if v is not None and c is not None]
+    return sorted(cells, key=lambda x: -abs(x[2]))[:k]
+
+
+def near_zero_detail(res: dict, labels: list[str] | None = None) -> str:
+    """What a near-zero result shows instead of a normalized map: the raw logit differences, one line."""
+    labels = labels or res["tokens"]
+    mean = " (mean per graph)" if "count" in res else ""
+    cells = ", ".join(f"{layer} @ {labels[p]} (#{p + 1}) {v:+.4f}" for layer, p, v in raw_cells(res))
+    return (f"|clean − corrupt| = {res['gap']:.4f} logits{mean}, within the noise threshold {res['noise_threshold']:.3f} "
+            f"({NOISE:.0%} of the spread of the clean run's logits); largest patched − corrupt: {cells}")
+

@@ -448,8 +448,9 @@ class ProbeSession:
     def model_ref(self) -> str:
         return model_ref(self.lm)
 
-    def save(self, path: str | Path) -> None:
-        """Write the session (model, graph, forced tokens, cursor, strategy) as a small JSON file, atomically."""
+    def save(self, path: str | Path, plain_error: bool = False) -> None:
+        """Write the session (model, graph, forced tokens, cursor, strategy) as a small JSON file, atomically.
+        A write that fails: "cannot save the session to PATH: REASON" (``plain_error``: ``atomic.CannotWrite``)."""
         data = {
             "format": SESSION_FORMAT,
             "model": self.model_ref(),
@@ -462,6 +463,8 @@ class ProbeSession:
         try:
             atomic_write_text(Path(path), json.dumps(data, indent=2) + "\n")
         except OSError as e:
+            if plain_error:
+                raise
             raise NtpProbeError(f"cannot save the session to {path}: {e.strerror or e}") from None
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
+from textual.content import Content
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -96,6 +97,13 @@ class ProbeApp(RunView, App):
         self._shown = 0  # ``applied`` as of the result on show
         self.why = False  # the why panel on show: the worker computes the causal probes
         self.init_run_view(follow, follow_interval)  # --follow, and replaying a run's kept checkpoints (runview.py)
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Textual's ``notify``, but the message is plain text unless a caller asks for markup: every notice here
+        names a path, a model, a file's line or an error, and ``[/x]`` in one must not crash the app (a toast is
+        drawn as markup, and only in a real terminal) nor ``[@click=app.quit]`` become a live action."""
+        super().notify(str(message), title=str(title), severity=severity, timeout=timeout, markup=markup)
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -197,7 +205,7 @@ class ProbeApp(RunView, App):
             self.sub_title = "no model loaded"
             hint = "run  ntp-probe tui PATH  with a .safetensors file, a run directory or a shipped model name"
             self.editor.error(self.load_error)
-            self.query_one("#story").update(f"[red]No model loaded.[/] {hint}")
+            self.query_one("#story").update(Content.assemble(("No model loaded.", "red"), f" {hint}"))
             return
         self._set_main(self.lm)
         self.editor.lm = self.lm

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from textual.content import Content
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -100,7 +101,7 @@ class Prompt(ModalScreen[str | None]):
         value = event.value.strip()
         error = self.validate_fn(value) if self.validate_fn else None
         if error:
-            self.query_one("#prompt-error", Label).update(error)
+            self.query_one("#prompt-error", Label).update(Content(error))  # a path in it is not markup
             return
         self.dismiss(value)
 

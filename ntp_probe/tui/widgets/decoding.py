@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual.content import Content
 from textual.app import ComposeResult
 from textual.containers import Vertical
 
@@ -56,4 +57,5 @@ class DecodingPanel(Vertical, ShowsProbe):
         s = p.session
         how = "" if s.strategy.kind == "greedy" else f" · {s.strategy.label()}" + (
             f": {s.tries} tries" if s.strategy.kind == "verify" else "")
-        self.border_title = f"decoding · {s.lm.display_name} ({s.objective.name}) · {s.token_label()}{how}"
+        # Content, not a str: a model's name (a path) in a border title is never read as markup
+        self.border_title = Content(f"decoding · {s.lm.display_name} ({s.objective.name}) · {s.token_label()}{how}")

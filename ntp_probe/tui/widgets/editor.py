@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rich.markup import escape
+from textual.content import Content
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -98,12 +98,12 @@ class GraphEditor(Vertical):
     def set_text(self, text: str) -> None:
         self.query_one("#graph", TextArea).load_text(text)
 
-    def say(self, markup: str) -> None:
-        """Replace the status line (Rich markup)."""
-        self.query_one("#graph-status", Label).update(markup)
+    def say(self, text: Content) -> None:
+        """Replace the status line (a ``Content``: what it holds is never read as markup)."""
+        self.query_one("#graph-status", Label).update(text)
 
     def error(self, message: str) -> None:
-        self.say(f"[red]✗ {escape(message)}[/]")
+        self.say(Content.assemble(("✗ " + message, "red")))
 
     def show_graph(self, graph, note: str | None = None) -> None:
         """Put a graph the app chose in the editor; ``note`` says where it came from."""
@@ -132,12 +132,12 @@ class GraphEditor(Vertical):
             self.error(str(e))
             return
         ood = ood_for(self.lm, g)
-        warn = f"  [yellow]⚠ {escape('; '.join(ood))}[/]" if ood else ""
         mine = graph_key(g) == self._intent
-        note = f"{escape(self._note)}: " if self._note and mine else ""
+        note = f"{self._note}: " if self._note and mine else ""
         self._note = None
         shape = "G({},{}) ".format(*g.topology()) if self.lm.task.mixed else ""  # a set's model: which of its shapes
-        self.say(f"[green]✓[/] {note}{shape}{len(g.edges)} edges, start {g.start} → goal {g.goal}{warn}")
+        self.say(Content.assemble(("✓", "green"), f" {note}{shape}{len(g.edges)} edges, start {g.start} → goal {g.goal}",
+                               ("  ⚠ " + "; ".join(ood), "yellow") if ood else ""))
         if not mine:
             self._intent = graph_key(g)
             self.post_message(self.Chosen(g))

@@ -1,6 +1,7 @@
 """Why the model answers as it does at the token on show, measured: the goal-pair activation patching heat map
 over the input (``ntp-probe patch``'s grid: which layer at which token carries the goal's information to this
-step) and the star with each edge coloured by its knock-out effect on p(correct). The worker computes it
+step; where the goal does not change the step's output, ``near_zero``, that said in words with the raw logit
+differences instead) and the star with each edge coloured by its knock-out effect on p(correct). The worker computes it
 (``ops.why_probe``) only while the panel is on show (``y``)."""
 
 from __future__ import annotations
@@ -78,9 +79,15 @@ def why_text(s, res: dict | None, error: str | None) -> Text:
     t.append(": the same edges, the goal moved to another arm's leaf; teacher-forced, the true prefix\n", style=DIM)
     t.append(f"logit difference (this answer's token − the moved goal's): clean {num(res['clean'], signed=True)}, "
              f"goal moved {num(res['corrupt'], signed=True)}\n")
-    t.append_text(heatmap(res))
-    t.append("\nred: patching the clean run in there restores the clean answer (1 = fully); blue: the other way\n",
-             style=DIM)
+    if res.get("near_zero"):  # a normalized map would be a ratio of noise: named, not drawn
+        from ...probing.patching import NEAR_ZERO, near_zero_detail
+
+        t.append(NEAR_ZERO + "\n", style="bold yellow")
+        t.append(near_zero_detail(res) + "\n", style=DIM)
+    else:
+        t.append_text(heatmap(res))
+        t.append("\nred: patching the clean run in there restores the clean answer (1 = fully); blue: the other way\n",
+                 style=DIM)
     if "edges" in res:
         t.append("\nedge knock-out (each edge hidden from every attention): Δ p(correct)\n", style="bold")
         t.append_text(knockout_star(s, res))
