@@ -8,6 +8,7 @@ layer (for the logit lens), and ``n_future`` extra output heads for multi-token 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -187,6 +188,8 @@ class Output:
 
 
 class GPT(nn.Module):
+    unpadded = False  # set by the training loop around a one-shape batch (``assume_unpadded``): _embed skips its check
+
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.config = cfg
@@ -316,7 +319,8 @@ class GPT(nn.Module):
             raise ValueError(f"sequence of {past + T} tokens exceeds the model's context of {self.config.block_size}")
         pad = idx < 0  # PAD tokens (tokenizer.PAD): batches of graphs of several sizes
         mask = None
-        if bool(pad.any()) or (cache is not None and cache.pad is not None):
+        # a training batch of one shape is known to have no padding (``unpadded``): no check, a host sync on CUDA
+        if (cache is not None and cache.pad is not None) or (not (self.unpadded and cache is None) and bool(pad.any())):
             pos, mask = self._padding(pad, cache, past)
             tok = self.wte(idx.clamp_min(0))
         else:  # no padding: the plain causal model (its fast paths)
@@ -368,3 +372,15 @@ class GPT(nn.Module):
         """Training FLOPs per token (forward + backward), PaLM-style estimate: 6N + 12·L·C·T."""
         cfg = self.config
         return 6 * self.num_params() + 12 * (cfg.n_layer + cfg.n_future - 1) * cfg.n_embd * seq_len
+
+
+@contextlib.contextmanager
+def assume_unpadded(model: nn.Module, on: bool = True):
+    """Inside: ``model``'s forward passes without a cache take their input as unpadded (no ``pad.any()`` host sync per
+    forward on CUDA). The training loop of a one-shape run uses it; its batches hold no padding."""
+    old = getattr(model, "unpadded", False)
+    model.unpadded = on
+    try:
+        yield
+    finally:
+        model.unpadded = old

@@ -424,8 +424,12 @@ class GraphBatch:
         """The graphs at ``index`` (a slice, or a tensor of indices) as a batch."""
         return GraphBatch(self.edges[index], self.start[index], self.goal[index], self.path[index])
 
-    def to(self, device) -> GraphBatch:
-        return GraphBatch(*(t.to(device) for t in (self.edges, self.start, self.goal, self.path)))
+    def to(self, device, non_blocking: bool = False) -> GraphBatch:
+        return GraphBatch(*(t.to(device, non_blocking=non_blocking) for t in (self.edges, self.start, self.goal, self.path)))
+
+    def pin(self) -> GraphBatch:
+        """The batch in page-locked memory (CUDA only): copies from it to the GPU can run asynchronously."""
+        return GraphBatch(*(t.pin_memory() for t in (self.edges, self.start, self.goal, self.path)))
 
     def graphs(self) -> Iterator[Graph]:
         edges, start, goal, path = (t.tolist() for t in (self.edges, self.start, self.goal, self.path))

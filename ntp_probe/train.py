@@ -37,7 +37,7 @@ from .checkpoint import LoadedModel, TaskSpec
 from .errors import NtpProbeError, UsageError, WriteError
 from .evaluate import evaluate
 from .limits import check_task_size
-from .model import GPTConfig
+from .model import GPTConfig, assume_unpadded
 from .runfiles import KEPT_DIR, LOCK_FILE, METRICS_FILE, MODEL_FILE, PID_FILE, PROGRESS_FILE, STATE_FILE, TENSORBOARD_DIR, \
     TRACKER_FILE, WANDB_DIR, kept_files, kept_name
 from .runs import RunLock, check_record
@@ -72,13 +72,16 @@ class TrainConfig:
     min_lr: float = 1e-4
     warmup: int = 100
     weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    beta2: float = 0.999  # AdamW's second-moment decay (torch's default; NextLat's benchmark uses 0.95)
+    grad_clip: float = 1.0  # 0: no clipping (Bachmann & Nagarajan's train.py clips nothing)
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16, else fp32) | fp32 | bf16
     eval_every: int = 250
     eval_count: int = 2000
     train_file: str | None = None
+    file_order: str = "sample"  # --train-file: sample (seeded draws with replacement) or epochs (each graph once a pass)
+    compile: bool = False  # torch.compile the training forward (the evaluations run eager)
     target_accuracy: float | None = None  # stop early once held-out greedy accuracy reaches this
     mask_question: bool = False  # mlm-u: mask the edge list's node ids too, at the same rate
     drop_masked: bool = False  # mlm-u: masked tokens are position-only queries that nothing attends to
@@ -220,10 +223,14 @@ def threading_main() -> bool:
 
 
 class DataStream:
-    """Batch of step k for a rank: fresh graphs, or a seeded sample of a training file."""
+    """Batch of step k for a rank: fresh graphs, or a seeded sample of a training file.
+
+    Every batch is drawn on the CPU with a CPU generator and then copied to ``device`` (page-locked, without blocking
+    the host, on CUDA): the same seed gives the same graphs on every device, so a CUDA run sees a CPU run's data."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device, rank: int = 0, graphs: list | None = None):
-        self.cfg, self.device, self.rank = cfg, device, rank
+        self.cfg, self.target, self.rank = cfg, torch.device(device), rank
+        self.device = torch.device("cpu")  # where batches are drawn
         self.tok = Tokenizer(cfg.nodes, cfg.query_first)
         self.topologies = Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes)
         self.objective = make_objective(cfg)
@@ -237,6 +244,27 @@ class DataStream:
         g.manual_seed((self.cfg.seed * 1_000_003 + self.rank * 7_919 + step) % (2**63 - 1))
         return g
 
+    def epoch_indices(self, step: int, count: int) -> torch.Tensor:
+        """``--file-order epochs``: the file's graphs in a seeded order, a new one each pass (the original code's
+        ``DataLoader(shuffle=True)``); step k takes samples k·count … k·count + count − 1 of this rank's stream, so the
+        batch of a step depends only on (seed, rank, step), as with sampling, and a resumed run continues exactly."""
+        size, lo, hi = len(self.pool), step * count, (step + 1) * count
+        parts = []
+        while lo < hi:  # a batch that crosses a pass's end takes the next pass's first graphs
+            e, at = divmod(lo, size)
+            take = min(hi - lo, size - at)
+            parts.append(self._order(e)[at : at + take])  # slices of the pass's order, made once a pass
+            lo += take
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        cached = getattr(self, "_cached_order", None)
+        if cached is None or cached[0] != epoch:
+            g = torch.Generator()
+            g.manual_seed((self.cfg.seed * 1_000_003 + self.rank * 7_919 + 104_729 * (epoch + 1)) % (2**63 - 1))
+            self._cached_order = (epoch, torch.randperm(len(self.pool), generator=g).to(self.device))
+        return self._cached_order[1]
+
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, gen = self.cfg, self.generator(step)
         k = cfg.targets_per_graph
@@ -244,13 +272,18 @@ class DataStream:
         if self.pool is None:
             # a topology set: each graph's shape drawn uniformly (one shape: exactly generate(), as always)
             b = generate_set(self.topologies, cfg.nodes, count, generator=gen, device=self.device)
+        elif cfg.file_order == "epochs":
+            b = self.pool[self.epoch_indices(step, count)]
         else:
             idx = torch.randint(len(self.pool), (count,), generator=gen, device=self.device)
             b = self.pool[idx]
         if k > 1:
             b = with_goals(b, k, gen)
         q = self.tok.questions(b)
-        return self.objective.train_batch(q, self.objective.answer(b.path), self.tok.dollar, gen)
+        x, y = self.objective.train_batch(q, self.objective.answer(b.path), self.tok.dollar, gen)
+        if self.target.type == "cuda":
+            return x.pin_memory().to(self.target, non_blocking=True), y.pin_memory().to(self.target, non_blocking=True)
+        return x.to(self.target), y.to(self.target)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -278,9 +311,14 @@ def validate(cfg: TrainConfig) -> Objective:
     L.check_float("--lr", cfg.lr, 0, 10, lo_open=True)
     L.check_float("--min-lr", cfg.min_lr, 0, 10)
     L.check_float("--weight-decay", cfg.weight_decay, 0, 10)
+    L.check_float("--beta2", cfg.beta2, 0, 1, hi_open=True)
+    L.check_float("--grad-clip", cfg.grad_clip, 0, 1e6)
+    if cfg.file_order not in ("sample", "epochs"):
+        raise UsageError(f"--file-order {cfg.file_order}: choose sample or epochs")
+    if cfg.file_order == "epochs" and not cfg.train_file:
+        raise UsageError("--file-order epochs: passes over a --train-file; give one (fresh graphs have no epochs)")
     L.check_float("--dropout", cfg.dropout, 0, 1, hi_open=True)
     L.check_float("--mix", cfg.mix, 0, 1)
-    L.check_float("grad_clip", cfg.grad_clip, 0, 1e6)
     if cfg.target_accuracy is not None:
         L.check_float("--target-accuracy", cfg.target_accuracy, 0, 1)
     if cfg.d_model % cfg.heads:
@@ -501,11 +539,11 @@ def setup(cfg: TrainConfig, out: Path, objective: Objective, dist: Distributed, 
     if init is not None:  # on resume the checkpoint already holds the warm-started weights
         with torch.no_grad():
             warm_start(model, init, cfg.nodes)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model, cfg, device)
     task = task_spec(cfg)
     run = Run(cfg, out, dist, objective, task, model, model, opt,
               DataStream(cfg, device, dist.rank, graphs=train_graphs),
-              generate_set(task.topologies, cfg.nodes, cfg.eval_count, seed=cfg.seed + 999_983, device=device),
+              generate_set(task.topologies, cfg.nodes, cfg.eval_count, seed=cfg.seed + 999_983).to(device),  # drawn on the CPU: the same graphs on every device
               autocast_ctx(device, cfg.amp), resolve_amp(device, cfg.amp), command)
     if resume:
         state = ckpt.load_state(out / STATE_FILE, model, opt)
@@ -518,7 +556,51 @@ def setup(cfg: TrainConfig, out: Path, objective: Objective, dist: Distributed, 
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         run.model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        run.model = torch.compile(run.model)  # the same parameters: raw_model is what is saved and evaluated
     return run
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW; on CUDA its fused kernel (one launch for every parameter). The CPU keeps torch's default, so CPU runs
+    give the figures they always gave."""
+    extra = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, cfg.beta2), weight_decay=cfg.weight_decay, **extra)
+
+
+def set_cuda_backends(device: torch.device) -> None:
+    """On CUDA: TF32 for the fp32 matmuls and convolutions (the original code's settings), cuDNN's autotuner. The CPU
+    is left as it is."""
+    if device.type != "cuda":
+        return
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+
+
+def check_compile(device: torch.device) -> None:
+    """``--compile`` needs TorchDynamo on this Python and a backend for the device (a C++ compiler on the CPU, Triton
+    on CUDA): else one UsageError, before anything is written."""
+    import shutil
+
+    try:
+        import torch._dynamo as dynamo
+
+        supported = dynamo.is_dynamo_supported()
+    except Exception:  # noqa: BLE001 - an import that fails on an odd build is the same answer
+        supported = False
+    if not supported:
+        raise UsageError(f"--compile: torch {torch.__version__} cannot compile on this Python "
+                         f"({sys.version_info.major}.{sys.version_info.minor}); train without --compile")
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            raise UsageError("--compile: Triton is not installed (torch.compile's CUDA backend); pip install triton, "
+                             "or train without --compile") from None
+    elif not (os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
+        raise UsageError("--compile: no C++ compiler found (torch.compile's CPU backend needs one); install g++, or "
+                         "train without --compile")
 
 
 def _trim_metrics(path: Path, upto_step: int) -> None:
@@ -609,16 +691,30 @@ def held_out(run: Run) -> dict:
 # The loop
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside torch.compile's and DDP's wrappers."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
+
+
 BUCKETS = 4  # a padded batch (a topology set) runs as this many groups of rows of similar length
 
 
 def batch_loss(objective: Objective, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp,
-               buckets: int = BUCKETS) -> torch.Tensor:
+               buckets: int = BUCKETS, padded: bool = True) -> torch.Tensor:
     """The step's loss. A batch of one shape: one pass, as always. A padded batch of several shapes (left-padded
     inputs): its rows sorted by length in ``buckets`` groups, each cut to its own longest row, so most of the
     padding is never computed (G(2..5, 3..6): 43 real tokens of 83 on average). The loss is the same (up to
     rounding): a graph's logits do not depend on its padding, and the groups' mean losses are weighted by their
-    target counts (one output head; objectives with more heads take one pass)."""
+    target counts (one output head; objectives with more heads take one pass). ``padded=False`` (a run of one
+    shape) skips the padding check, a host sync on CUDA."""
+    if not padded:
+        with amp, assume_unpadded(unwrap(model)):
+            logits = objective.train_logits(model, x)
+        return objective.loss(logits, y)
     pad = (x < 0).cumprod(dim=1).sum(dim=1)  # left padding of each row
     if buckets <= 1 or objective.heads != 1 or not bool(pad.any()):
         with amp:
@@ -641,6 +737,41 @@ def batch_loss(objective: Objective, model: torch.nn.Module, x: torch.Tensor, y:
     return total / count
 
 
+SYNC_EVERY = 25  # CUDA: steps between reads of the running loss (each read waits for the device)
+
+
+class LossMeter:
+    """The running loss since the last evaluation. On the CPU each step's loss is added as a Python float, as it always
+    was (same sums, same figures). On CUDA it is summed on the device and read (a host sync) only every
+    ``SYNC_EVERY`` steps, at an evaluation and at a stop, so the host queues steps ahead of the GPU."""
+
+    def __init__(self, loss_sum: float, loss_n: int, device: torch.device):
+        self.on_device = device.type == "cuda"
+        self.base_sum, self.base_n = loss_sum, loss_n
+        self.acc = torch.zeros((), dtype=torch.float64, device=device) if self.on_device else None
+        self.n = 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        if self.on_device:
+            self.acc += loss.detach().double()
+        else:
+            self.base_sum += loss.item()
+        self.n += 1
+
+    def due(self, step: int) -> bool:
+        return not self.on_device or step % SYNC_EVERY == 0
+
+    def read(self) -> tuple[float, int]:
+        if not self.on_device:
+            return self.base_sum, self.base_n + self.n
+        return self.base_sum + float(self.acc.item()), self.base_n + self.n
+
+    def reset(self) -> None:
+        self.base_sum, self.base_n, self.n = 0.0, 0, 0
+        if self.on_device:
+            self.acc.zero_()
+
+
 def loop(run: Run, lock: RunLock, emit: Callback, stop: _StopFlag | None = None) -> dict:
     cfg, model, opt, objective, dist = run.cfg, run.model, run.opt, run.objective, run.dist
     step, loss_sum, loss_n = run.start_step, run.loss_sum, run.loss_n
@@ -650,6 +781,8 @@ def loop(run: Run, lock: RunLock, emit: Callback, stop: _StopFlag | None = None)
     wall = lambda: run.wall_before + time.perf_counter() - t_start  # noqa: E731
     metrics: dict = {}
     interrupted = stopped_early = False
+    meter = LossMeter(loss_sum, loss_n, dist.device)
+    shown = loss_sum / loss_n if loss_n else float("nan")
     with contextlib.nullcontext(stop) if stop is not None else _StopFlag() as stop:
         model.train()
         while step < cfg.steps:
@@ -657,18 +790,24 @@ def loop(run: Run, lock: RunLock, emit: Callback, stop: _StopFlag | None = None)
                 group["lr"] = lr_at(step, cfg)
             torch.manual_seed(cfg.seed * 1_000_003 + dist.rank * 7_919 + step + 1)  # dropout noise of this step
             x, y = run.data.batch(step)
-            loss = batch_loss(objective, model, x, y, run.amp)
+            loss = batch_loss(objective, model, x, y, run.amp, padded=run.data.topologies.mixed)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             step += 1
-            loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
-            emit({"event": "step", "step": step, "loss": loss_sum / loss_n, "lr": opt.param_groups[0]["lr"]})
-            lock.beat(step, wall(), loss_sum / loss_n)
-            halt = dist.any(stop.set)
+            meter.add(loss)
             at_eval = step % cfg.eval_every == 0 or step == cfg.steps
+            if at_eval or meter.due(step):  # on CUDA the loss is read every SYNC_EVERY steps, not every step
+                loss_sum, loss_n = meter.read()
+                shown = loss_sum / loss_n
+            emit({"event": "step", "step": step, "loss": shown, "lr": opt.param_groups[0]["lr"]})
+            lock.beat(step, wall(), shown)
+            # under torchrun on CUDA the ranks agree on a stop every SYNC_EVERY steps (an all-reduce waits for the GPU)
+            halt = dist.any(stop.set) if dist.world == 1 or at_eval or meter.due(step) else False
+            if halt:
+                loss_sum, loss_n = meter.read()
             if at_eval and dist.is_main:
                 metrics = held_out(run)
                 rec = {"step": step, "loss": loss_sum / loss_n, "lr": opt.param_groups[0]["lr"], **metrics,
@@ -678,6 +817,7 @@ def loop(run: Run, lock: RunLock, emit: Callback, stop: _StopFlag | None = None)
                     run.tracker.log(rec)
                 emit({"event": "eval", **rec})
                 loss_sum, loss_n = 0.0, 0
+                meter.reset()
                 stopped_early = cfg.target_accuracy is not None and metrics["accuracy"] >= cfg.target_accuracy
             if at_eval and cfg.target_accuracy is not None:
                 stopped_early = dist.from_main(stopped_early)
@@ -712,7 +852,10 @@ def train(
     if init is not None:  # does it fit? checked on a meta-device skeleton, before the run is touched
         with torch.device("meta"), torch.no_grad():
             warm_start(ckpt.build_model(model_config(cfg, objective)), init, cfg.nodes)
+    if cfg.compile:
+        check_compile(pick_device(cfg.device))
     dist = Distributed.start(cfg.device)
+    set_cuda_backends(dist.device)
     about = {k: getattr(cfg, k) for k in ("objective", "degree", "path_len", "nodes", "arch", "steps")}
     if dist.is_main:
         _make_out(out, resume)

@@ -29,12 +29,15 @@ def train(
     d_state: DStateOpt = 16,
     expand: ExpandOpt = 2,
     train_file: Annotated[Optional[Path], typer.Option("--train-file", help="Sample batches from this file instead of fresh graphs.", rich_help_panel="Task")] = None,
+    file_order: Annotated[str, typer.Option("--file-order", help="--train-file: sample (seeded draws) or epochs (each graph once a pass, reshuffled every pass).", rich_help_panel="Task")] = "sample",
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.", rich_help_panel="Optimiser")] = 2000,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Graphs per step (per process).", rich_help_panel="Optimiser")] = 256,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW).", rich_help_panel="Optimiser")] = 1e-3,
     min_lr: Annotated[float, typer.Option("--min-lr", help="Learning rate at the end of the cosine decay.", rich_help_panel="Optimiser")] = 1e-4,
     warmup: Annotated[int, typer.Option("--warmup", help="Linear warm-up steps.", rich_help_panel="Optimiser")] = 100,
     weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.", rich_help_panel="Optimiser")] = 0.0,
+    beta2: Annotated[float, typer.Option("--beta2", help="AdamW's second-moment decay β2.", rich_help_panel="Optimiser")] = 0.999,
+    grad_clip: Annotated[float, typer.Option("--grad-clip", help="Clip the gradient norm to this (0: no clipping).", rich_help_panel="Optimiser")] = 1.0,
     layers: Annotated[int, typer.Option("--layers", help="Transformer blocks.", rich_help_panel="Model")] = 2,
     d_model: Annotated[int, typer.Option("--d-model", help="Width.", rich_help_panel="Model")] = 128,
     heads: Annotated[int, typer.Option("--heads", help="Attention heads.", rich_help_panel="Model")] = 4,
@@ -48,6 +51,7 @@ def train(
     mask_question: Annotated[bool, typer.Option("--mask-question", help="mlm-u: mask the edge list's node ids too, at the same rate (the whole sequence, as in Kitouni et al.).", rich_help_panel="Task")] = False,
     drop_masked: Annotated[bool, typer.Option("--drop-masked", help="mlm-u: masked tokens are queries only (their position), hidden from every other position, as in the authors' code.", rich_help_panel="Task")] = False,
     init_from: Annotated[Optional[str], typer.Option("--init-from", help="Warm start from this MODEL's weights (a curriculum, e.g. G(2,5) → G(5,5)); same size and node ids.", rich_help_panel="Model")] = None,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the training step's model (needs a C++ compiler on the CPU, Triton on CUDA).")] = False,
     keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints", help="Keep the weights of every evaluation step in --out/kept/ (open one as RUN@STEP; replay them in the app with , and .).")] = False,
     tracker: Annotated[Optional[str], typer.Option("--tracker", help="Mirror each evaluation (loss, lr, s/step, held-out accuracy per position) and the run's config to wandb or tensorboard (optional extras: pip install 'ntp-probe\\[wandb]'); --resume continues the same tracked run.", rich_help_panel="Tracking")] = None,
     tracker_group: Annotated[Optional[str], typer.Option("--tracker-group", help="The tracked run's group (wandb; a sweep sets its directory's name).", rich_help_panel="Tracking")] = None,
@@ -87,6 +91,6 @@ def train_config(params: dict):
     names = ("nodes", "objective", "future", "mix", "drop_rate", "drop_mode", "targets_per_graph", "query_first", "arch", "d_state", "expand", "layers", "d_model", "heads", "dropout",
              "steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "seed", "device", "amp", "eval_every",
              "eval_count", "target_accuracy", "init_from", "mask_question", "drop_masked", "keep_checkpoints", "tracker",
-             "tracker_group")
+             "tracker_group", "beta2", "grad_clip", "file_order")
     return TrainConfig(degree=degree, path_len=path_len, train_file=str(p["train_file"]) if p["train_file"] else None,
-                       **{k: p[k] for k in names})
+                       compile=p["compile_"], **{k: p[k] for k in names})

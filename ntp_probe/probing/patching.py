@@ -332,7 +332,8 @@ def attribution(lm: LoadedModel, prep: Prepared, cleans: Sequence[Graph], step: 
     B = prep.clean_x.shape[0]
     dev = prep.clean_x.device
     right = prep.a
-    wrong = torch.tensor([_best_wrong(prep.clean_logits[k], int(right[k]),
+    host_logits, host_right = prep.clean_logits.float().cpu(), right.tolist()  # one copy, not B syncs on CUDA
+    wrong = torch.tensor([_best_wrong(host_logits[k], host_right[k],
                                       lm.objective.legal_moves(cleans[k], step, step_input(lm, cleans[k], step).answer))
                           for k in range(B)], device=dev)
     names, values = None, []
