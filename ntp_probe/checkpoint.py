@@ -19,7 +19,7 @@ from safetensors.torch import save_file, save_model
 
 from .atomic import atomic_write
 from .errors import ModelFileError, NtpProbeError
-from .model import GPT, GPTConfig
+from .model import GPT, GPTConfig, skeleton
 from .archs import ARCHS
 from .objectives import Objective, from_meta as objective_from_meta
 from .runfiles import MODEL_FILE, kept_files, split_at
@@ -405,13 +405,13 @@ def _check_shapes(path: Path, config: GPTConfig, tensors: dict) -> None:
         raise ModelFileError(f"{path}: tensors do not match the config (n_future {config.n_future!r}, the file holds "
                              f"{heads + 1} output heads)")
     try:
-        with torch.device("meta"):
-            skeleton = build_model(config)
+        with skeleton():
+            shell = build_model(config)
     except ModelFileError as e:
         raise ModelFileError(f"{path}: {e}") from None
     except Exception as e:  # noqa: BLE001 - any bad field is one message
         raise ModelFileError(f"{path}: cannot build the model from its config ({_first_line(e)})") from None
-    for k, t in skeleton.state_dict().items():
+    for k, t in shell.state_dict().items():
         if k in shapes and tuple(t.shape) != shapes[k]:
             raise ModelFileError(f"{path}: tensors do not match the config ({k} is {list(shapes[k])} in the file, "
                                  f"{list(t.shape)} by the config)")

@@ -10,12 +10,36 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+
+class _SkipInit(TorchFunctionMode):
+    """Initialisers (``nn.init.*``, ``Tensor.normal_``/``uniform_``) do nothing: for a meta-device skeleton, whose
+    values do not exist, where the first one would import torch._dynamo (about 1.2 s of CPU in every process that
+    checks a model file or a training's size)."""
+
+    INIT = frozenset({*(getattr(nn.init, n) for n in dir(nn.init) if n.endswith("_") and not n.startswith("_")),
+                      torch.Tensor.normal_, torch.Tensor.uniform_})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.INIT:
+            return args[0] if args else (kwargs or {}).get("tensor")
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def skeleton() -> Iterator[None]:
+    """Modules built inside are on the meta device (shapes and dtypes, no memory, no values) and skip their
+    initialisers: what checking a model file's shapes or a training's parameter count needs."""
+    with torch.device("meta"), _SkipInit():
+        yield
 
 
 @dataclass

@@ -18,6 +18,7 @@ Two text formats are read (and written):
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -335,16 +336,43 @@ def shape_of(g: Graph) -> tuple[int, int] | None:
     return len(g.edges) // (l - 1), l
 
 
+DATA_DIR = Path(__file__).resolve().parent / "data"  # the original repository's test files, shipped (data/README.md)
+
+
+def shipped_data() -> list[str]:
+    """The names of the shipped test files (``ntp_probe/data/*.txt``), sorted."""
+    return sorted(p.name for p in DATA_DIR.glob("*.txt")) if DATA_DIR.is_dir() else []
+
+
+def data_path(path: str | Path) -> Path:
+    """Where a data file argument is read from: the path as given, except that a bare file name (no directory, as
+    the README and the model cards write ``deg_2_path_5_nodes_50_test_20000.txt``) that names nothing in the current
+    directory but one of the shipped test files is that shipped copy. A file of that name here wins."""
+    p = Path(path)
+    bare = str(path) == p.name and p.name not in ("", ".", "..")
+    if bare and not os.path.lexists(p) and (DATA_DIR / p.name).is_file():
+        return DATA_DIR / p.name
+    return p
+
+
 def read_lines(path: str | Path, nodes: int | None = None) -> list[Graph]:
     """Read a data file, one graph a line (original format, answers optional): a ``GraphList`` (lines kept).
 
+    ``path`` goes through ``data_path``: a bare name of a shipped test file is found without a copy here.
     Only a regular file is read (a FIFO or a device is refused: it may block or never end), of at most
     ``limits.MAX_DATA_BYTES``, lines of at most ``MAX_LINE_CHARS`` and at most ``MAX_GRAPHS`` graphs."""
     from .limits import MAX_DATA_BYTES, MAX_GRAPHS, MAX_LINE_CHARS, open_regular
 
-    p = Path(path)
+    given, p = Path(path), data_path(path)
     graphs, lines = [], []
-    with open_regular(p, "graphs", MAX_DATA_BYTES) as f:
+    try:
+        f = open_regular(p, "graphs", MAX_DATA_BYTES)
+    except GraphError as e:
+        names = shipped_data()
+        if str(path) == given.name and not os.path.lexists(given) and names and str(e).endswith("no such file"):
+            raise GraphError(f"{e}, here or among the shipped test files ({', '.join(names)})") from None
+        raise
+    with f:
         i = 0
         while True:
             try:

@@ -37,7 +37,7 @@ from .checkpoint import LoadedModel, TaskSpec
 from .errors import NtpProbeError, UsageError, WriteError
 from .evaluate import evaluate
 from .limits import check_task_size
-from .model import GPTConfig, assume_unpadded
+from .model import GPTConfig, assume_unpadded, skeleton
 from .runfiles import KEPT_DIR, LOCK_FILE, METRICS_FILE, MODEL_FILE, PID_FILE, PROGRESS_FILE, STATE_FILE, TENSORBOARD_DIR, \
     TRACKER_FILE, WANDB_DIR, kept_files, kept_name
 from .runs import RunLock, check_record
@@ -345,7 +345,7 @@ def validate(cfg: TrainConfig) -> Objective:
     if topologies.mixed and cfg.arch != "gpt":
         raise UsageError(f"--arch {cfg.arch} trains on one shape only (left padding would change its state); "
                          f"a topology set ({topologies.label()}) needs --arch gpt")
-    with torch.device("meta"):  # count the parameters without allocating them
+    with skeleton():  # count the parameters without allocating them
         params = sum(p.numel() for p in ckpt.build_model(model_config(cfg, objective)).parameters())
     if params > limits.MAX_PARAMS:
         raise UsageError(f"the model would have {params:,} parameters; at most {limits.MAX_PARAMS:,} (fewer --layers, "
@@ -850,7 +850,7 @@ def train(
         check_train_file(train_graphs, Topologies.parse(cfg.degree, cfg.path_len, cfg.nodes))
     init = ckpt.load(cfg.init_from) if cfg.init_from and not resume else None
     if init is not None:  # does it fit? checked on a meta-device skeleton, before the run is touched
-        with torch.device("meta"), torch.no_grad():
+        with skeleton(), torch.no_grad():
             warm_start(ckpt.build_model(model_config(cfg, objective)), init, cfg.nodes)
     if cfg.compile:
         check_compile(pick_device(cfg.device))

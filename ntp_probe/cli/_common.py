@@ -166,6 +166,8 @@ def set_threads(threads: int | None) -> None:
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Torch CPU threads (default: torch's choice).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+SHIPPED_DATA = (" A bare name of one of the original test files (deg_2_path_5_nodes_50_test_20000.txt and the others "
+                "shipped with ntp-probe) reads the shipped copy when there is no such file here.")
 _SET = " One value, a range (2-5) or a list (2,3,5): a topology set, each graph's shape drawn uniformly."
 DegreeOpt = Annotated[str, typer.Option("--degree", "-d", help="Arms of the star (d)." + _SET, rich_help_panel="Task")]
 PathLenOpt = Annotated[str, typer.Option("--path-len", "-l", help="Nodes on the start→goal path (l)." + _SET, rich_help_panel="Task")]

@@ -12,14 +12,15 @@ from rich.markup import escape
 
 from ..errors import NtpProbeError, UsageError
 from ._common import BeamOpt, DecodeOpt, JsonOpt, ModelDegreeOpt, ModelPathLenOpt, SampleTopKOpt, TempOpt, \
-    ThreadsOpt, TriesOpt, check_seed, err, handle_errors, load_graphs_arg, make_strategy, out, set_threads, writing
+    SHIPPED_DATA, ThreadsOpt, TriesOpt, check_seed, err, handle_errors, load_graphs_arg, make_strategy, out, set_threads, \
+    writing
 
 
 @handle_errors
 def probe(
     model: Annotated[Optional[str], typer.Argument(help="A .safetensors file, a run directory, or a shipped model name.")] = None,
     graph: Annotated[Optional[str], typer.Option("--graph", "-g", help="One graph, in the line or the human format.", rich_help_panel="Graph")] = None,
-    graphs: Annotated[Optional[Path], typer.Option("--graphs", help="A file of graphs, one a line (original format).", rich_help_panel="Graph")] = None,
+    graphs: Annotated[Optional[Path], typer.Option("--graphs", help="A file of graphs, one a line (original format)." + SHIPPED_DATA, rich_help_panel="Graph")] = None,
     force: Annotated[Optional[str], typer.Option("--force", "-f", help="Force the first answer tokens, e.g. 9,3 (model's order).", rich_help_panel="Graph")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Top tokens shown per step.", min=1, rich_help_panel="Output")] = 5,
     decode: DecodeOpt = "greedy",
@@ -75,7 +76,7 @@ def probe(
 @handle_errors
 def clever_hans_cmd(
     model: Annotated[str, typer.Argument(help="A .safetensors file, a run directory, or a shipped model name.")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format." + SHIPPED_DATA)] = None,
     count: Annotated[int, typer.Option("--count", help="Fresh graphs when no --data.", min=1)] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fresh graphs and of the wrong-arm choice.")] = 12345,
     degree: ModelDegreeOpt = None,
@@ -106,7 +107,7 @@ def clever_hans_cmd(
 def patch_cmd(
     model: Annotated[str, typer.Argument(help="A .safetensors file, a run directory, or a shipped model name.")],
     graph: Annotated[Optional[str], typer.Option("--graph", "-g", help="One graph (the clean run), line or human format.", rich_help_panel="Graphs")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="Average over the first --count graphs of this file.", rich_help_panel="Graphs")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Average over the first --count graphs of this file." + SHIPPED_DATA, rich_help_panel="Graphs")] = None,
     count: Annotated[int, typer.Option("--count", help="Graphs to average over (--data's first, or fresh ones).", min=1, rich_help_panel="Graphs")] = 500,
     pair: Annotated[str, typer.Option("--pair", help="The corrupt run: goal (the goal on another arm's leaf) or shuffle (the edges reordered).", rich_help_panel="Graphs")] = "goal",
     corrupt: Annotated[Optional[str], typer.Option("--corrupt", help="The corrupt run's graph, of --graph's shape.", rich_help_panel="Graphs")] = None,

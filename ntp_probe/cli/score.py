@@ -12,13 +12,13 @@ from .. import objectives
 from ..errors import NtpProbeError, UsageError
 from ._common import DEFAULT_OBJECTIVES, ArchOpt, BeamOpt, DecodeOpt, DegreeOpt, DeviceOpt, DStateOpt, ExpandOpt, \
     JsonOpt, ModelDegreeOpt, ModelPathLenOpt, NodesOpt, PathLenOpt, SampleTopKOpt, TempOpt, ThreadsOpt, TriesOpt, \
-    check_seed, err, handle_errors, load_graphs_arg, make_strategy, one_or_set, out, set_threads
+    SHIPPED_DATA, check_seed, err, handle_errors, load_graphs_arg, make_strategy, one_or_set, out, set_threads
 
 
 @handle_errors
 def eval_cmd(
     model: Annotated[str, typer.Argument(help="A .safetensors file, a run directory, or a shipped model name.")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format, with answers.", rich_help_panel="Graphs")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format, with answers." + SHIPPED_DATA, rich_help_panel="Graphs")] = None,
     count: Annotated[int, typer.Option("--count", help="Fresh graphs when no --data.", min=1, rich_help_panel="Graphs")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fresh graphs.", rich_help_panel="Graphs")] = 12345,
     degree: ModelDegreeOpt = None,
@@ -107,7 +107,7 @@ def models_cmd(as_json: JsonOpt = False) -> None:
 @handle_errors
 def inference_fixes_cmd(
     models: Annotated[Optional[list[str]], typer.Argument(help="Models to compare (default: g2-5-next-token g2-5-reverse).")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format.", rich_help_panel="Graphs")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Graphs in the original line format." + SHIPPED_DATA, rich_help_panel="Graphs")] = None,
     count: Annotated[int, typer.Option("--count", help="Fresh graphs when no --data.", min=1, rich_help_panel="Graphs")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fresh graphs and of sampling.", rich_help_panel="Graphs")] = 12345,
     beam: BeamOpt = 4,
@@ -154,7 +154,7 @@ def reproduce(
     nodes: NodesOpt = 50,
     objective_names: Annotated[str, typer.Option("--objectives", help=f"Comma-separated objectives to train (any of {', '.join(objectives.names())}).", rich_help_panel="Task")] = DEFAULT_OBJECTIVES,
     models: Annotated[Optional[str], typer.Option("--models", help="Evaluate these existing models (comma-separated) instead of training.", rich_help_panel="Task")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="Score on this file (original format) instead of fresh graphs.", rich_help_panel="Task")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Score on this file (original format) instead of fresh graphs." + SHIPPED_DATA, rich_help_panel="Task")] = None,
     count: Annotated[int, typer.Option("--count", help="Fresh graphs to score on when no --data.", min=1, rich_help_panel="Task")] = 2000,
     steps: Annotated[int, typer.Option("--steps", help="Training steps per objective.", min=1, rich_help_panel="Optimiser")] = 1500,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, rich_help_panel="Optimiser")] = 256,
@@ -166,6 +166,7 @@ def reproduce(
     d_state: DStateOpt = 16,
     expand: ExpandOpt = 2,
     eval_every: Annotated[int, typer.Option("--eval-every", min=1)] = 100,
+    eval_count: Annotated[int, typer.Option("--eval-count", help="Held-out graphs per evaluation (the learning curves).", min=1)] = 2000,
     seed: Annotated[int, typer.Option("--seed", rich_help_panel="Optimiser")] = 0,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
@@ -203,7 +204,7 @@ def reproduce(
         degree, path_len = shapes.to_option()
         base = TrainConfig(degree=degree, path_len=path_len, nodes=nodes, steps=steps, batch_size=batch_size, lr=lr,
                            layers=layers, d_model=d_model, heads=heads, arch=arch, d_state=d_state, expand=expand,
-                           eval_every=eval_every, seed=seed, device=device)
+                           eval_every=eval_every, eval_count=eval_count, seed=seed, device=device)
         objs = [o.strip() for o in objective_names.split(",") if o.strip()]
         for o in objs:  # a bad name fails before any training
             objectives.objective_class(o)
@@ -273,7 +274,7 @@ def reproduce_leaderboard(out_dir: Path, models: str | None, data_dir: Path | No
 def ship(
     run: Annotated[str, typer.Argument(help="A run directory (or model) to package.")],
     name: Annotated[str, typer.Option("--name", help="Model name: the folder models/NAME.")],
-    data: Annotated[Path, typer.Option("--data", help="Test file the card's figures are measured on.")],
+    data: Annotated[Path, typer.Option("--data", help="Test file the card's figures are measured on." + SHIPPED_DATA)],
     models_dir: Annotated[Path, typer.Option("--models-dir", help="Where shipped models live.")] = Path("models"),
     seed: Annotated[int, typer.Option("--seed")] = 0,
     note: Annotated[Optional[str], typer.Option("--note", help="A paragraph for the card's Notes section.")] = None,

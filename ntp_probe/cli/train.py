@@ -9,7 +9,7 @@ import typer
 
 from .. import objectives
 from ._common import ArchOpt, DegreeOpt, DeviceOpt, DStateOpt, ExpandOpt, NodesOpt, PathLenOpt, ThreadsOpt, err, \
-    handle_errors, one_or_set, set_threads
+    SHIPPED_DATA, handle_errors, one_or_set, set_threads
 
 
 @handle_errors
@@ -28,7 +28,7 @@ def train(
     arch: ArchOpt = "gpt",
     d_state: DStateOpt = 16,
     expand: ExpandOpt = 2,
-    train_file: Annotated[Optional[Path], typer.Option("--train-file", help="Sample batches from this file instead of fresh graphs.", rich_help_panel="Task")] = None,
+    train_file: Annotated[Optional[Path], typer.Option("--train-file", help="Sample batches from this file instead of fresh graphs." + SHIPPED_DATA, rich_help_panel="Task")] = None,
     file_order: Annotated[str, typer.Option("--file-order", help="--train-file: sample (seeded draws) or epochs (each graph once a pass, reshuffled every pass).", rich_help_panel="Task")] = "sample",
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.", rich_help_panel="Optimiser")] = 2000,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Graphs per step (per process).", rich_help_panel="Optimiser")] = 256,
