@@ -327,7 +327,7 @@ def test_readme_transformers_example_runs(tmp_path, monkeypatch, capsys):
     code = section[section.index("```python\n") + len("```python\n"):]
     code = code[: code.index("```")]
     monkeypatch.chdir(tmp_path)
-    r = runner.invoke(app, ["export", "g2-5-next-token", "--to", "hf", "--out", "g2-5-hf"])
+    r = runner.invoke(app, ["export", "g2-5-next-token", "--to", "hf", "--out", "hf/g2-5-next-token"])
     assert r.exit_code == 0, r.output
     exec(compile(code, "README.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
