@@ -856,7 +856,7 @@ def train(
         check_compile(pick_device(cfg.device))
     dist = Distributed.start(cfg.device)
     set_cuda_backends(dist.device)
-    about = {k: getattr(cfg, k) for k in ("objective", "degree", "path_len", "nodes", "arch", "steps")}
+    about = {k: getattr(cfg, k) for k in ("objective", "degree", "path_len", "nodes", "arch", "steps", "eval_every")}
     if dist.is_main:
         _make_out(out, resume)
     # the stop signals are caught from here on: one during set-up stops the run after its first step, saved

@@ -133,7 +133,8 @@ def test_arm_table():
 def test_clever_hans_measures(trained):
     lm = trained("next-token")
     res = clever_hans(lm, generate(2, 3, 10, 200, seed=5))
-    assert res["count"] == 200 and 0 <= res["clever_hans_rate"] <= 1
+    assert res["count"] == 200 and 0 <= res["goal_copy_rate"] <= 1 and 0 <= res["wrong_leaf_rate"] <= 1
+    assert res["follow_rate"] is None  # G(2,3): no inner step after the decision, nothing to follow
     assert res["log_degree"] == pytest.approx(math.log(2))
     assert 0 <= res["decision_mass_on_children"] <= 1.0001
     assert res["follow_rate_per_position"][:2] == [None, None]
@@ -189,7 +190,7 @@ def test_clever_hans_cli(trained):
     r = runner.invoke(app, ["clever-hans", str(trained("next-token").path), "--count", "50", "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
-    assert {"clever_hans_rate", "follow_rate_per_position", "decision_accuracy", "decision_entropy",
+    assert {"follow_rate", "goal_copy_rate", "wrong_leaf_rate", "follow_rate_per_position", "decision_accuracy", "decision_entropy",
             "decision_mass_on_children"} <= set(res)
     r = runner.invoke(app, ["clever-hans", str(trained("reverse").path)])
     assert r.exit_code == 2 and "does not apply" in r.stderr
