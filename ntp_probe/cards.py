@@ -152,6 +152,8 @@ def architecture(cfg: dict) -> str:
     if cfg.get("arch", "gpt") == "mamba":
         return f"{cfg['n_layer']}-layer, {cfg['n_embd']}-wide Mamba (SSM state {cfg['d_state']}, expand {cfg['expand']})"
     gpt = f"{cfg['n_layer']}-layer, {cfg['n_embd']}-wide, {cfg['n_head']}-head GPT"
+    if cfg.get("activation") == "gelu_tanh":  # imported from the paper's code or GPT-2: the tanh approximation
+        gpt += " (tanh GELU)"
     return f"belief state transformer: two {gpt}s (forward and backward encoders) and an MLP head" if cfg.get("bst") else gpt
 
 

@@ -333,6 +333,7 @@ CONFIG_INTS = {"vocab_size": 5, "block_size": 2, "n_layer": 1, "n_head": 1, "n_e
 CONFIG_REQUIRED = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
 FIGURES = ("accuracy", "decision_accuracy", "forced_accuracy", "forced_after_decision", "follow_rate", "goal_copy_rate",
            "wrong_leaf_rate", "clever_hans_rate", "steps")  # clever_hans_rate: cards written before follow_rate
+ACTIVATIONS = ("gelu", "gelu_tanh")  # the MLP's GELU: exact, or the tanh approximation (models imported from the paper's code)
 MAX_SIZE = 1 << 24  # no field of a model that fits in memory is larger (block_size of a Mamba included)
 
 
@@ -382,6 +383,8 @@ def check_meta(path: Path, meta: dict) -> None:
     for key in ("bias", "causal", "bst"):
         if key in cfg and not isinstance(cfg[key], bool):
             raise bad("config", key, "not true or false")
+    if "activation" in cfg and cfg["activation"] not in ACTIVATIONS:
+        raise bad("config", "activation", f"not {' or '.join(ACTIVATIONS)}")
     if "arch" in cfg and (not isinstance(cfg["arch"], str) or cfg["arch"] not in ARCHS):
         raise ModelFileError(f"{path}: unknown architecture {_shown(cfg['arch'])}")
     for section in ("card", "metrics", "training"):  # what `models`, reports and cards show: objects of numbers

@@ -114,6 +114,10 @@ def warm_start(model: torch.nn.Module, source: LoadedModel, nodes: int) -> dict:
     if source.task.nodes != nodes:
         raise UsageError(f"--init-from {source.display_name}: its node ids are 0..{source.task.nodes - 1}, this run's "
                          f"0..{nodes - 1}; the vocabularies must match")
+    have, want = getattr(source.model.config, "activation", "gelu"), getattr(model.config, "activation", "gelu")
+    if have != want:  # an imported model (interop/): its weights would compute another function here
+        raise UsageError(f"--init-from {source.display_name}: its MLP's GELU is {have} (imported), a run trains with "
+                         f"{want}; warm starts from imported models are not supported")
     src = source.model.state_dict()
     dst = model.state_dict()
     copied, partial, skipped = [], [], []
