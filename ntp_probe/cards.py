@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from .atomic import atomic_write, atomic_write_text
 from .evaluate import evaluate
 from .fmt import fmt
 from .limits import check_file_name
-from .metrics import clever_hans
+from .errors import NtpProbeError
+from .metrics import CH_FIGURES, clever_hans, clever_hans_sentence
 from .task import format_values, generate_set, read_lines
 from .runfiles import METRICS_FILE, MODEL_FILE
 
@@ -48,9 +50,7 @@ def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: i
         fresh = generate_set(shapes, lm.task.nodes, PER_SHAPE * len(shapes.shapes), seed=12345)
         grid = evaluate(lm, fresh)
         if lm.objective.decision_step:
-            ch_grid = clever_hans(lm, fresh, seed=seed)
-            for key, r in ch_grid["by_topology"].items():
-                grid["by_topology"][key]["clever_hans_rate"] = r["clever_hans_rate"]
+            _grid_clever_hans(lm, grid, fresh, seed)
     ch = None
     if lm.objective.decision_step:
         ch = {"model": name, "data": data.name, **clever_hans(lm, graphs, seed=seed)}
@@ -58,7 +58,7 @@ def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: i
     card = {k: ev[k] for k in ("accuracy", "decision_accuracy", "forced_accuracy", "forced_after_decision", "per_position",
                                "forced_per_position", "count")}
     card["data"] = data.name
-    card["clever_hans_rate"] = ch["clever_hans_rate"] if ch else None
+    card.update({k: ch[k] if ch else None for k in CH_FIGURES})
     if grid is not None:
         card["by_topology"] = grid["by_topology"]
     meta = {**lm.meta, "card": card}
@@ -74,11 +74,86 @@ def ship_model(run: str | Path, name: str, data: Path, models_dir: Path, seed: i
     return dest
 
 
+def _grid_clever_hans(lm: ckpt.LoadedModel, grid: dict, fresh, seed: int) -> None:
+    """A topology set's Clever Hans figures per shape, into ``grid["by_topology"]``."""
+    for key, r in clever_hans(lm, fresh, seed=seed)["by_topology"].items():
+        grid["by_topology"][key].update({k: r[k] for k in CH_FIGURES})
+        grid["by_topology"][key].pop("clever_hans_rate", None)
+
+
+def _section(text: str, heading: str) -> str | None:
+    """The body of the card's ``## heading`` section (up to the next heading or the closing 'Reproduce' line)."""
+    m = re.search(rf"^## {re.escape(heading)}\n\n(.*?)(?=\n\n## |\n\nReproduce these figures: |\Z)", text, re.S | re.M)
+    return m.group(1).strip() if m else None
+
+
+def _json_block(text: str, command: str) -> dict | None:
+    m = re.search(rf"^`ntp-probe {re.escape(command)} --json`:\n\n```json\n(.*?)\n```", text, re.S | re.M)
+    return json.loads(m.group(1)) if m else None
+
+
+def rerender_card(dest: Path) -> None:
+    """Write a shipped model's card again from what it already holds (its ``eval --json`` and ``clever-hans --json``
+    blocks, the figures per shape in its header, its notes): nothing is measured; the card takes the current layout."""
+    dest = Path(dest)
+    lm = ckpt.load(dest)
+    readme = (dest / "README.md").read_text()
+    ev = _json_block(readme, "eval")
+    if ev is None:
+        raise NtpProbeError(f"{dest}/README.md: no 'ntp-probe eval --json' block to write the card from")
+    ch = _json_block(readme, "clever-hans")
+    card = lm.meta.get("card") or {}
+    grid = None
+    if "by_topology" in card:
+        grid = {"count": sum(v["count"] for v in card["by_topology"].values()), "by_topology": card["by_topology"]}
+    text = card_markdown(lm, ev, ch, _section(readme, "Notes"), name=dest.name, grid=grid)
+    with ship_lock(dest):
+        atomic_write_text(dest / "README.md", text)
+
+
+def rescore_clever_hans(dest: Path, data: Path, seed: int = 0) -> dict | None:
+    """Re-measure a shipped model's Clever Hans figures (no retraining): ``clever_hans`` on the card's test file
+    ``data`` (and, for a topology set, its fresh graphs per shape), written into the model's header (the tensors
+    are kept byte for byte) and its card, whose other figures and notes are kept. Returns the new figures (None: a
+    model with no arm to choose, left as it is)."""
+    dest = Path(dest)
+    lm = ckpt.load(dest)
+    if not lm.objective.decision_step:
+        return None
+    readme = (dest / "README.md").read_text()
+    ev = _json_block(readme, "eval")
+    card = dict(lm.meta.get("card") or {})
+    if ev is None or ev.get("data") != data.name or card.get("data") != data.name:
+        raise NtpProbeError(f"{dest}: its card was measured on {card.get('data')!r}, not {data.name!r}")
+    ch = {"model": dest.name, "data": data.name, **clever_hans(lm, read_lines(data, lm.task.nodes), seed=seed)}
+    if abs(ch["decision_accuracy"] - ev["decision_accuracy"]) > 1e-9:  # the same graphs as the card's, or not at all
+        raise NtpProbeError(f"{dest}: decision accuracy {ch['decision_accuracy']} on {data}, the card says "
+                            f"{ev['decision_accuracy']}: not the card's test file")
+    grid = None
+    if "by_topology" in card:
+        shapes = lm.task.topologies
+        fresh = generate_set(shapes, lm.task.nodes, PER_SHAPE * len(shapes.shapes), seed=12345)
+        grid = {"count": len(fresh), "by_topology": {k: dict(v) for k, v in card["by_topology"].items()}}
+        _grid_clever_hans(lm, grid, fresh, seed)
+        card["by_topology"] = grid["by_topology"]
+    card.pop("clever_hans_rate", None)
+    card.update({k: ch[k] for k in CH_FIGURES})
+    meta = {**lm.meta, "card": card}
+    note = _section(readme, "Notes")
+    text = card_markdown(lm, ev, ch, note, name=dest.name, grid=grid)
+    with ship_lock(dest):
+        ckpt.replace_meta(dest / ckpt.MODEL_FILE, meta)
+        atomic_write_text(dest / "README.md", text)
+    return ch
+
+
 def architecture(cfg: dict) -> str:
     """'2-layer, 128-wide, 4-head GPT' or '2-layer, 128-wide Mamba (SSM state 32, expand 1)'."""
     if cfg.get("arch", "gpt") == "mamba":
         return f"{cfg['n_layer']}-layer, {cfg['n_embd']}-wide Mamba (SSM state {cfg['d_state']}, expand {cfg['expand']})"
     gpt = f"{cfg['n_layer']}-layer, {cfg['n_embd']}-wide, {cfg['n_head']}-head GPT"
+    if cfg.get("activation") == "gelu_tanh":  # imported from the paper's code or GPT-2: the tanh approximation
+        gpt += " (tanh GELU)"
     return f"belief state transformer: two {gpt}s (forward and backward encoders) and an MLP head" if cfg.get("bst") else gpt
 
 
@@ -142,9 +217,9 @@ def card_markdown(lm: ckpt.LoadedModel, ev: dict | None = None, ch: dict | None 
         f"- teacher-forced accuracy: {ev['forced_accuracy']:.4f}; after the decision: {ev['forced_after_decision']:.4f}",
     ]
     if ch:
-        lines.append(f"- clever_hans_rate: **{ch['clever_hans_rate']:.4f}**; forced onto a wrong arm it stays on it at every "
-                     f"position but the last in {ch['follow_before_last_rate']:.4f} of graphs and ends on the true goal in "
-                     f"{ch['ends_at_goal_rate']:.4f}")
+        follow = "— (no inner node after the decision)" if ch["follow_rate"] is None else f"**{ch['follow_rate']:.4f}**"
+        lines.append(f"- Clever Hans: follow rate {follow}, goal-copy rate **{ch['goal_copy_rate']:.4f}**, wrong leaf "
+                     f"{ch['wrong_leaf_rate']:.4f}. " + clever_hans_sentence(ch))
         lines.append(f"- decision entropy {ch['decision_entropy']:.3f} nats (log d = {ch['log_degree']:.3f}); mass on the "
                      f"start's children {ch['decision_mass_on_children']:.3f}")
     lines += ["", "`ntp-probe eval --json`:", "", "```json", json.dumps({k: v for k, v in ev.items() if k != "seconds"}), "```"]

@@ -191,6 +191,26 @@ def save(path: str | Path, model: torch.nn.Module, meta: dict) -> None:
     atomic_write(Path(path), write)
 
 
+def replace_meta(path: str | Path, meta: dict) -> None:
+    """Rewrite a model file's ntp-probe metadata (a card re-measured), its tensors kept byte for byte: a new header
+    (padded with spaces to 8 bytes, as safetensors writes it) before the same data, written atomically."""
+    path = Path(path)
+    data = read_bytes(path)
+    tensors, old = parse_header(path, data)
+    n = int.from_bytes(data[:8], "little")
+    header = {"__metadata__": {**old, META_KEY: json.dumps(meta)}, **tensors}
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    new = len(head).to_bytes(8, "little") + head + data[8 + n :]
+    read_meta(path, new)  # what will be written reads back as a model file, or nothing is written
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(new)
+
+    atomic_write(path, write)
+
+
 # Model and state files are read into memory with one open and one read, then parsed from those bytes: never
 # mmap'd (an unreadable block of a mapped file is a SIGBUS that kills the process, an EIO on read() is an error)
 # and never reopened by path (a checkpoint renamed over the file between two opens would mix two files).
@@ -311,7 +331,9 @@ def _shown(x) -> str:
 CONFIG_INTS = {"vocab_size": 5, "block_size": 2, "n_layer": 1, "n_head": 1, "n_embd": 1, "n_future": 1,
                "d_state": 1, "d_conv": 1, "expand": 1}  # name -> smallest valid value
 CONFIG_REQUIRED = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
-FIGURES = ("accuracy", "decision_accuracy", "forced_accuracy", "forced_after_decision", "clever_hans_rate", "steps")
+FIGURES = ("accuracy", "decision_accuracy", "forced_accuracy", "forced_after_decision", "follow_rate", "goal_copy_rate",
+           "wrong_leaf_rate", "clever_hans_rate", "steps")  # clever_hans_rate: cards written before follow_rate
+ACTIVATIONS = ("gelu", "gelu_tanh")  # the MLP's GELU: exact, or the tanh approximation (models imported from the paper's code)
 MAX_SIZE = 1 << 24  # no field of a model that fits in memory is larger (block_size of a Mamba included)
 
 
@@ -361,6 +383,8 @@ def check_meta(path: Path, meta: dict) -> None:
     for key in ("bias", "causal", "bst"):
         if key in cfg and not isinstance(cfg[key], bool):
             raise bad("config", key, "not true or false")
+    if "activation" in cfg and cfg["activation"] not in ACTIVATIONS:
+        raise bad("config", "activation", f"not {' or '.join(ACTIVATIONS)}")
     if "arch" in cfg and (not isinstance(cfg["arch"], str) or cfg["arch"] not in ARCHS):
         raise ModelFileError(f"{path}: unknown architecture {_shown(cfg['arch'])}")
     for section in ("card", "metrics", "training"):  # what `models`, reports and cards show: objects of numbers

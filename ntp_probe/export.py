@@ -54,7 +54,7 @@ def tl_config_dict(lm: LoadedModel) -> dict:
         "n_heads": c.n_head,
         "d_mlp": 4 * c.n_embd,
         "d_vocab": c.vocab_size,
-        "act_fn": "gelu",  # exact (erf) GELU, as F.gelu
+        "act_fn": "gelu_new" if c.activation == "gelu_tanh" else "gelu",  # F.gelu exact (erf), or its tanh approximation
         "normalization_type": "LN",
         "eps": 1e-5,
         "positional_embedding_type": "standard",

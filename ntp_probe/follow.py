@@ -89,6 +89,20 @@ class Look:
     newest: int | None = None  # the step of model.safetensors
     gone: str | None = None  # the run directory is gone
     warnings: list[str] = field(default_factory=list)
+    first_checkpoint: int | None = None  # no checkpoint yet: the step the first one is written at, when known
+
+
+def first_checkpoint(run: Path, step: int, steps: int | None) -> int | None:
+    """The step of a live run's first checkpoint (its first evaluation, ``--eval-every``, read from its progress
+    file; its last step if sooner), not before ``step``; None when the run does not say."""
+    from .runs import _read_progress
+    from .safejson import is_int
+
+    every = _read_progress(run).get("train", {}).get("eval_every")
+    if not is_int(every) or every < 1:
+        return None
+    at = max(every, -(-step // every) * every)
+    return min(at, steps) if is_int(steps) and steps > 0 else at
 
 
 def load_checkpoint(path: Path, name: str | None = None, device: str = "cpu"):
@@ -145,9 +159,11 @@ def look(run: Path, before: dict | None, after: dict) -> Look:
     except NtpProbeError:
         out.status = None
     out.kept = kept_files(run)
+    if after["model"] is None and out.status is not None:
+        out.first_checkpoint = first_checkpoint(run, out.status["step"], out.status["steps"])
     if not run.is_dir():
         out.gone = f"{run}: the run directory is gone"
     return out
 
 
-__all__ = ["check_followable", "stamps", "look", "Look", "load_checkpoint", "checkpoint_step"]
+__all__ = ["check_followable", "stamps", "look", "Look", "load_checkpoint", "checkpoint_step", "first_checkpoint"]

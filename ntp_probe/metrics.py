@@ -63,6 +63,12 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
                 shape: tuple[int, int] | None = None) -> dict:
     """Force the decision step onto a wrong arm and decode greedily; measure whether the model follows it.
 
+    Two shortcuts, two figures: ``follow_rate``, the fraction of graphs where the model stays on the forced arm at
+    every inner step after the decision (answer tokens 3..l-1, counted from 1: each the child of the previous token,
+    the Clever Hans cheat; ``None`` on G(d,3), whose arm has no inner node after the decision), and
+    ``goal_copy_rate``, the fraction whose last token is the goal read in the query anyway (a second shortcut: "the
+    last token is the goal"). ``wrong_leaf_rate``: the forced arm walked to its own (wrong) leaf.
+
     A topology set's model (or data of several shapes) is measured per shape too, under ``by_topology``
     (``shape``: the one shape of ``graphs``, set by that split)."""
     obj, t = lm.objective, lm.task
@@ -106,7 +112,7 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
     gen = torch.Generator().manual_seed(seed)
     n, L = len(batch), batch.path.shape[1]
     follow = torch.zeros(L, dtype=torch.long)
-    hans = decision_ok = goal_end = follow_until_last = 0
+    leaf = decision_ok = goal_end = follow_inner = 0
     ent_sum = mass_sum = 0.0
     for lo in range(0, n, batch_size):
         sub = batch[lo : lo + batch_size].to(device)
@@ -122,9 +128,9 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
         out = greedy(lm, q, forced, lengths=lengths).tokens
         hit = out[:, 1:] == wrong  # positions 1..l-1 against the wrong arm
         follow[1:] += hit.sum(0).cpu()
-        hans += int(hit[:, 1:].all(1).sum())
+        leaf += int(hit[:, 1:].all(1).sum())  # the whole arm, its (wrong) leaf included
         goal_end += int((out[:, -1] == sub.goal).sum())
-        follow_until_last += int(hit[:, 1:-1].all(1).sum()) if L > 3 else B
+        follow_inner += int(hit[:, 1:-1].all(1).sum())  # the inner steps after the decision (none on G(d,3))
         # the unforced decision: greedy choice, and its distribution given the true prefix "s"
         dec_logits = teacher_forced(lm, q, obj.answer(sub.path))[:, 1]
         p = dec_logits.softmax(-1)
@@ -137,10 +143,11 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
         "count": n,
         "model": lm.display_name,
         "objective": obj.name,
-        "clever_hans_rate": hans / n,
-        # a second shortcut: on the wrong arm, does the model still end with the goal it read in the question?
-        "follow_before_last_rate": follow_until_last / n,
-        "ends_at_goal_rate": goal_end / n,
+        # the Clever Hans cheat: on the forced arm at every inner step after the decision (undefined without one)
+        "follow_rate": follow_inner / n if L > 3 else None,
+        # a second shortcut: on the wrong arm, the model still ends with the goal it read in the query
+        "goal_copy_rate": goal_end / n,
+        "wrong_leaf_rate": leaf / n,
         "follow_rate_per_position": per_pos,
         "decision_accuracy": decision_ok / n,
         "decision_entropy": ent_sum / n,
@@ -151,18 +158,21 @@ def clever_hans(lm: LoadedModel, graphs: list[Graph] | GraphBatch, seed: int = 0
     }
 
 
-_RATES = ("clever_hans_rate", "follow_before_last_rate", "ends_at_goal_rate", "decision_accuracy", "decision_entropy",
+CH_FIGURES = ("follow_rate", "goal_copy_rate", "wrong_leaf_rate")  # the headline figures (cards, models, reports)
+_RATES = ("follow_rate", "goal_copy_rate", "wrong_leaf_rate", "decision_accuracy", "decision_entropy",
           "log_degree", "decision_mass_on_children", "chance")
 
 
 def _combine(parts: dict[tuple[int, int], dict]) -> dict:
-    """Overall figures from figures per shape (weighted by count), and ``by_topology``."""
+    """Overall figures from figures per shape (weighted by count; a figure a shape does not define, such as
+    G(d,3)'s follow rate, over the shapes that do), and ``by_topology``."""
     n = sum(r["count"] for r in parts.values())
     first = next(iter(parts.values()))
     out = dict(first)
     out["count"] = n
     for k in _RATES:
-        out[k] = sum(r[k] * r["count"] for r in parts.values()) / n
+        defined = [r for r in parts.values() if r[k] is not None]
+        out[k] = sum(r[k] * r["count"] for r in defined) / sum(r["count"] for r in defined) if defined else None
     L = max(len(r["follow_rate_per_position"]) for r in parts.values())
     out["follow_rate_per_position"] = [None, None] + [
         sum(r["follow_rate_per_position"][p] * r["count"] for r in parts.values() if p < len(r["follow_rate_per_position"]))
@@ -170,3 +180,27 @@ def _combine(parts: dict[tuple[int, int], dict]) -> dict:
     out["by_topology"] = {shape_key(s): {k: r[k] for k in ("count", *_RATES, "follow_rate_per_position")}
                           for s, r in parts.items()}
     return out
+
+
+def pct(x: float) -> str:
+    """A rate as a percentage, never rounded to 100 % or 0 % when it is not (0.99996 → '>99.9 %')."""
+    if x >= 1:
+        return "100 %"
+    if x <= 0:
+        return "0 %"
+    v = f"{x * 100:.1f}"
+    return ">99.9 %" if v == "100.0" else "<0.1 %" if v == "0.0" else f"{v} %"
+
+
+def clever_hans_sentence(res: dict) -> str:
+    """What ``clever_hans``'s figures say, in words: the walk (follow rate) and the second shortcut (goal copy)."""
+    follow, copy, leaf = res.get("follow_rate"), res["goal_copy_rate"], res["wrong_leaf_rate"]
+    if follow is None:
+        walk = ("Forced onto a wrong arm at the decision, there is nothing to walk: on G(d,3) the arm has no inner "
+                "node after the decision (follow rate —), the next token is the last. ")
+    else:
+        walk = (f"Forced onto a wrong arm at the decision, the model stays on it at every inner step in {pct(follow)} "
+                "of graphs (the Clever Hans cheat: 'the next node is a child of the previous one'). ")
+    last = (f"At the last token it writes the goal from the query in {pct(copy)} (a second shortcut: 'the last token "
+            f"is the goal'), the wrong arm's own leaf in {pct(leaf)}.")
+    return walk + last

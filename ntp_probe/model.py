@@ -61,9 +61,14 @@ class GPTConfig:
     d_state: int = 16  # Mamba only: SSM state size per channel
     d_conv: int = 4  # Mamba only: causal depthwise conv width
     expand: int = 2  # Mamba only: inner width = expand * n_embd
+    activation: str = "gelu"  # the MLP's GELU: "gelu" (exact, erf) or "gelu_tanh" (the tanh approximation of GPT-2
+    # and of the paper's code, models imported from it: interop/ntf.py)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["activation"] == "gelu":  # the default is not written: every header from before it stays as it was
+            del d["activation"]
+        return d
 
     @staticmethod
     def from_dict(d: dict) -> GPTConfig:
@@ -174,9 +179,10 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
+        self.approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"
 
     def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from rich import box
 from rich.markup import escape
 from rich.table import Table
@@ -18,7 +20,7 @@ def eval_table(lm, res: dict) -> Table:
     t.add_row("greedy accuracy", _f(res["accuracy"]), "whole answer exactly right, decoding on its own")
     t.add_row("decision accuracy", _f(res["decision_accuracy"]), f"right arm after the start (chance {res['chance']:.2f})")
     t.add_row("teacher-forced accuracy", _f(res["forced_accuracy"]), "per token, true prefix given")
-    t.add_row("teacher-forced after decision", _f(res["forced_after_decision"]), "per token, path positions ≥ 2")
+    t.add_row("teacher-forced after decision", _f(res["forced_after_decision"]), "per token, the path from its 3rd node on (after the decision)")
     order = res["answer_order"]
     t.add_row("greedy per position", " ".join(_f(x, 2) for x in res["per_position"]), f"in the model's ({order}) order")
     t.add_row("forced per position", " ".join(_f(x, 2) for x in res["forced_per_position"]), f"in the model's ({order}) order")
@@ -36,7 +38,7 @@ def shape_table(res: dict, title: str) -> Table:
         cols += [("greedy", "accuracy", 3), ("decision", "decision_accuracy", 3), ("TF", "forced_accuracy", 3),
                  ("TF>dec", "forced_after_decision", 3)]
     else:
-        cols += [("c-hans", "clever_hans_rate", 3), ("decision", "decision_accuracy", 3),
+        cols += [("follow", "follow_rate", 3), ("copy", "goal_copy_rate", 3), ("decision", "decision_accuracy", 3),
                  ("entropy", "decision_entropy", 3), ("log d", "log_degree", 3)]
     t.add_column("shape", no_wrap=True)
     for name, _, _ in cols:
@@ -54,21 +56,33 @@ def _compact(title: str, caption: str | None = None) -> Table:
                  show_edge=False, pad_edge=False, padding=0)
 
 
+MODELS_LEGEND = textwrap.fill(  # lines within 80 columns (the console does not wrap: soft_wrap)
+    "dec: decision accuracy. follow: forced onto a wrong arm, the model stays on it at every inner step (the "
+    "Clever Hans cheat; —: G(d,3) has no inner step, or there is no arm to choose). copy: then it writes the goal "
+    "from the query (a second shortcut).", 79)
+
+
 def models_table(rows: list[dict]) -> Table:
-    t = _compact("shipped models (figures on each card's test set: models/NAME/README.md)")
-    for col, just in (("name", "left"), ("objective", "left"), ("arch", "left"), ("task", "left"), ("N", "right"),
-                      ("greedy", "right"), ("decision", "right"), ("c-hans", "right")):
-        t.add_column(col, justify=just, no_wrap=True)
-    for r in rows:
-        if "error" in r:  # listed under the table, whole
-            continue
-        t.add_row(
-            r["name"], r["objective"], r["arch"], r.get("task") or f"G({r['degree']},{r['path_len']})", str(r["nodes"]),
-            _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["clever_hans_rate"]),
-        )
+    good = [r for r in rows if "error" not in r]  # the others are listed under the table, whole
+    nodes = {r["nodes"] for r in good}
+    one_n = len(nodes) == 1  # the same N everywhere: said once in the title, no column (the table keeps to 80)
+    where = "(figures on each card's test set: models/NAME/README.md)"
+    t = _compact(f"shipped models, N = {next(iter(nodes))} {where}" if one_n else f"shipped models {where}", MODELS_LEGEND)
+    cols = [("name", "left"), ("objective", "left"), ("arch", "left"), ("task", "left"), ("N", "right"),
+            ("greedy", "right"), ("dec", "right"), ("follow", "right"), ("copy", "right")]
+    for col, just in cols:
+        if not (one_n and col == "N"):
+            t.add_column(col, justify=just, no_wrap=True)
+    for r in good:
+        cells = [r["name"], r["objective"], r["arch"], r.get("task") or f"G({r['degree']},{r['path_len']})",
+                 str(r["nodes"]), _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r.get("follow_rate")),
+                 _f(r.get("goal_copy_rate"))]
+        if one_n:
+            del cells[4]
+        t.add_row(*cells)
     bad = [f"[red]{escape(r['name'])}: {escape(r['error'])}[/]" for r in rows if "error" in r]
     if bad:
-        t.caption, t.caption_justify = "\n".join(["cannot be read:", *bad]), "left"
+        t.caption = "\n".join([MODELS_LEGEND, "cannot be read:", *bad])
     return t
 
 
@@ -101,7 +115,7 @@ def probe_panel(session, top_k: int = 5, layers: bool = False):
     for st in s.steps:
         tops = "  ".join(f"{s.token_str(tok)}:{p:.2f}" for tok, p in st.top(top_k))
         corr = "—" if st.correct is None else f"{s.token_str(st.correct)} (#{st.correct_rank}, {st.correct_prob:.2f})"
-        t.add_row(str(st.position), s.token_str(st.token) + (" [magenta]forced[/]" if st.forced else ""),
+        t.add_row(str(st.position + 1), s.token_str(st.token) + (" [magenta]forced[/]" if st.forced else ""),
                   f"{st.entropy:.3f}", f"{st.legal_mass:.3f}", corr, tops)
     parts = [head, t]
     if s.strategy.kind != "greedy":
@@ -113,7 +127,7 @@ def probe_panel(session, top_k: int = 5, layers: bool = False):
             lens.add_column(col)
         for st in s.steps:
             for r in s.layers(st.position):
-                lens.add_row(str(st.position), str(r["layer"]), f"{r['top']} ({r['top_prob']:.2f})", _f(r["correct_prob"]),
+                lens.add_row(str(st.position + 1), str(r["layer"]), f"{r['top']} ({r['top_prob']:.2f})", _f(r["correct_prob"]),
                              r["best_wrong"], _f(r["best_wrong_prob"]), _f(r["gap"]))
         parts.append(lens)
     return Group(*parts)
@@ -127,29 +141,34 @@ def clever_hans_table(res: dict) -> Table:
     t.add_column("measure")
     t.add_column("value", justify="right")
     t.add_column("what it means", style="dim")
-    t.add_row("clever_hans_rate", _f(res["clever_hans_rate"]),
-              "forced onto a wrong arm, the model walks it to the wrong leaf (it learned 'child of previous token')")
+    t.add_row("follow_rate", _f(res["follow_rate"]),
+              "on the forced wrong arm at every inner step after the decision: the Clever Hans cheat ('next = a child "
+              "of the previous token')" if res["follow_rate"] is not None else
+              "undefined: the arm has no inner node after the decision (G(d,3)), nothing to walk")
+    t.add_row("goal_copy_rate", _f(res["goal_copy_rate"]),
+              "the last token is the goal from the query anyway: a second shortcut ('the last token is the goal')")
+    t.add_row("wrong_leaf_rate", _f(res["wrong_leaf_rate"]), "the forced arm walked to its own (wrong) leaf")
     fr = _f(res["follow_rate_per_position"], 2)
-    t.add_row("follow rate per position", fr, "fraction still on the wrong arm at each answer position (0, 1 forced)")
-    t.add_row("follow_before_last_rate", _f(res["follow_before_last_rate"]),
-              "on the wrong arm at every position but the last")
-    t.add_row("ends_at_goal_rate", _f(res["ends_at_goal_rate"]),
-              "last token is the true goal anyway: copied from the question (a second shortcut), not walked to")
+    t.add_row("follow rate per position", fr, "on the wrong arm at each answer token (1, 2 forced: —)")
     t.add_row("decision_accuracy", _f(res["decision_accuracy"]), f"greedy arm choice right (chance {res['chance']:.2f})")
     t.add_row("decision_entropy", _f(res["decision_entropy"]), f"nats at the decision; uniform over arms is log d = {res['log_degree']:.3f}")
     t.add_row("decision_mass_on_children", _f(res["decision_mass_on_children"]), "probability on the start's children")
+    from .metrics import clever_hans_sentence
+
+    t.caption, t.caption_justify = clever_hans_sentence(res), "left"
     return t
 
 
 def reproduce_table(rows: list[dict], label: str) -> Table:
     t = _compact(f"{label}: objectives compared",
-                 "TF: teacher-forced; TF>dec: TF after the decision; c-hans: clever_hans_rate")
-    for col in ("model", "objective", "greedy", "decision", "TF", "TF>dec", "c-hans"):
+                 "TF: teacher-forced; TF>dec: TF after the decision; forced onto a wrong arm: follow, on it at "
+                 "every inner step (the Clever Hans cheat); copy, then the goal from the query (a second shortcut)")
+    for col in ("model", "objective", "greedy", "decision", "TF", "TF>dec", "follow", "copy"):
         t.add_column(col, justify="left" if col in ("model", "objective") else "right", no_wrap=col != "model",
                      overflow="fold")
     for r in rows:
         t.add_row(r["name"], r["objective"], _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["forced_accuracy"]),
-                  _f(r["forced_after_decision"]), _f(r["clever_hans_rate"]))
+                  _f(r["forced_after_decision"]), _f(r.get("follow_rate")), _f(r.get("goal_copy_rate")))
     return t
 
 
@@ -225,7 +244,7 @@ def watch_view(rows: list[dict]):
         text = Text(f"{r['run']}: greedy accuracy per answer position, evaluations {curve[0]['step']}–{curve[-1]['step']}\n",
                     style="bold")
         for p in range(len(curve[0]["per_position"])):
-            text.append(f"  pos {p} {sparkline([c['per_position'][p] for c in curve])} {curve[-1]['per_position'][p]:.2f}\n")
+            text.append(f"  pos {p + 1} {sparkline([c['per_position'][p] for c in curve])} {curve[-1]['per_position'][p]:.2f}\n")
         text.append(f"  all   {sparkline([c['accuracy'] for c in curve])} {curve[-1]['accuracy']:.3f}")
         parts.append(text)
     return Group(*parts)

@@ -13,7 +13,7 @@ from .checkpoint import LoadedModel
 from .errors import GraphError, NtpProbeError
 from .evaluate import evaluate
 from .fmt import fmt as _f
-from .metrics import clever_hans
+from .metrics import CH_FIGURES, clever_hans, clever_hans_sentence
 from .runfiles import METRICS_FILE, STATE_FILE
 from .runs import read_metrics
 from .train import TrainConfig, train
@@ -32,19 +32,18 @@ def sparkline(values: list[float]) -> str:
 
 def score(lm: LoadedModel, graphs, seed: int = 0) -> dict:
     row = evaluate(lm, graphs)
-    row["clever_hans_rate"] = row["follow_before_last_rate"] = None
+    row["follow_rate"] = row["goal_copy_rate"] = row["wrong_leaf_rate"] = None
     if lm.objective.decision_step:
         try:
             ch = clever_hans(lm, graphs, seed=seed)
         except GraphError:  # not one path-star among the graphs: the Clever Hans columns stay empty
             ch = None
         if ch is not None:
-            row.update({k: ch[k] for k in ("clever_hans_rate", "follow_before_last_rate", "ends_at_goal_rate",
-                                           "decision_entropy", "decision_mass_on_children")})
+            row.update({k: ch[k] for k in (*CH_FIGURES, "decision_entropy", "decision_mass_on_children")})
             row["clever_hans_skipped_ood"] = ch["skipped_ood"]
             for key, r in ch.get("by_topology", {}).items():
                 if key in row.get("by_topology", {}):
-                    row["by_topology"][key]["clever_hans_rate"] = r["clever_hans_rate"]
+                    row["by_topology"][key].update({k: r[k] for k in CH_FIGURES})
     row["name"] = lm.display_name
     row["training"] = lm.meta.get("training", {})
     return row
@@ -90,7 +89,7 @@ def plot_curves(curves: dict[str, list[dict]], out: Path, title: str) -> list[Pa
         fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
         colors = plt.get_cmap("viridis")([i / max(1, L - 1) for i in range(L)])
         for p in range(L):
-            ax.plot(steps, [r["per_position"][p] for r in recs], color=colors[p], lw=2, label=f"pos {p} greedy")
+            ax.plot(steps, [r["per_position"][p] for r in recs], color=colors[p], lw=2, label=f"pos {p + 1} greedy")
             if all("forced_per_position" in r for r in recs):
                 ax.plot(steps, [r["forced_per_position"][p] for r in recs], color=colors[p], lw=1, ls="--")
         ax.plot(steps, [r["accuracy"] for r in recs], color="crimson", lw=2.5, label="whole answer (greedy)")
@@ -164,11 +163,12 @@ def plot_grid(rows: list[dict], out: Path, title: str) -> Path | None:
 def grid_markdown(rows: list[dict]) -> list[str]:
     """Figures per shape, one line per (model, shape)."""
     lines = ["| model | shape | graphs | greedy accuracy | decision accuracy | chance 1/d | teacher-forced after decision "
-             "| clever_hans_rate |", "|---|---|---|---|---|---|---|---|"]
+             "| wrong arm: follows | then copies the goal |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         for k, v in sorted(r.get("by_topology", {}).items(), key=lambda kv: tuple(map(int, kv[0].split(",")))):
             lines.append(f"| {r['name']} | G({k}) | {v['count']:,} | {_f(v['accuracy'])} | {_f(v['decision_accuracy'])} "
-                         f"| {_f(v['chance'])} | {_f(v['forced_after_decision'])} | {_f(v.get('clever_hans_rate'))} |")
+                         f"| {_f(v['chance'])} | {_f(v['forced_after_decision'])} | {_f(v.get('follow_rate'))} "
+                         f"| {_f(v.get('goal_copy_rate'))} |")
     return lines
 
 
@@ -199,26 +199,29 @@ def write_report(rows: list[dict], curves: dict[str, list[dict]], out: Path, tit
         f"Produced by `{command}`; scored on {data_desc}.",
         "",
         "| model | objective | greedy accuracy | decision accuracy | teacher-forced accuracy | forced after decision "
-        "| clever_hans_rate | follows wrong arm (all but last) | steps |",
+        "| wrong arm: follows | then copies the goal | steps |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['name']} | {r['objective']} | {_f(r['accuracy'])} | {_f(r['decision_accuracy'])} | {_f(r['forced_accuracy'])} "
-            f"| {_f(r['forced_after_decision'])} | {_f(r['clever_hans_rate'])} | {_f(r['follow_before_last_rate'])} "
+            f"| {_f(r['forced_after_decision'])} | {_f(r['follow_rate'])} | {_f(r['goal_copy_rate'])} "
             f"| {r['training'].get('steps', '—')} |"
         )
     lines += [
         "",
         f"Chance at the decision is 1/d = {rows[0]['chance']:.3f}. *Teacher-forced* accuracy gives the model the true prefix; "
-        "*greedy* lets it decode on its own. *clever_hans_rate*: forced onto a wrong arm at the decision, the fraction of "
-        "graphs where the model walks that arm to its (wrong) leaf; *follows wrong arm (all but last)* is the same "
-        "without the last position, where a model may instead copy the goal it read in the question. Reverse models "
-        "have no arm to choose, so neither applies.",
+        "*greedy* lets it decode on its own. *Wrong arm: follows* (`follow_rate`): forced onto a wrong arm at the decision, "
+        "the fraction of graphs where the model stays on that arm at every inner step after it: the Clever Hans cheat "
+        "('the next node is a child of the previous one'); — on G(d,3), whose arm has no inner node after the decision. "
+        "*Then copies the goal* (`goal_copy_rate`): its last token is the goal it read in the query anyway, a second "
+        "shortcut ('the last token is the goal'). Reverse models have no arm to choose, so neither applies.",
+        *[line for r in rows if r.get("goal_copy_rate") is not None
+          for line in ("", f"*{r['name']}*: {clever_hans_sentence(r)}")],
         "",
         "## Per-position accuracy (greedy, in each model's answer order)",
         "",
-        "| model | order | " + " | ".join(f"pos {i}" for i in range(len(rows[0]["per_position"]))) + " |",
+        "| model | order | " + " | ".join(f"pos {i + 1}" for i in range(len(rows[0]["per_position"]))) + " |",
         "|---|---|" + "---|" * len(rows[0]["per_position"]),
     ]
     for r in rows:
@@ -241,7 +244,7 @@ def write_report(rows: list[dict], curves: dict[str, list[dict]], out: Path, tit
             lines.append(f"`{name}` greedy per position over {recs[-1]['step']} steps:")
             lines.append("```")
             for p in range(L):
-                lines.append(f"pos {p} {sparkline([r['per_position'][p] for r in recs])}")
+                lines.append(f"pos {p + 1} {sparkline([r['per_position'][p] for r in recs])}")
             lines.append(f"all   {sparkline([r['accuracy'] for r in recs])}")
             lines += ["```", ""]
     from .limits import check_file_name

@@ -114,6 +114,10 @@ def warm_start(model: torch.nn.Module, source: LoadedModel, nodes: int) -> dict:
     if source.task.nodes != nodes:
         raise UsageError(f"--init-from {source.display_name}: its node ids are 0..{source.task.nodes - 1}, this run's "
                          f"0..{nodes - 1}; the vocabularies must match")
+    have, want = getattr(source.model.config, "activation", "gelu"), getattr(model.config, "activation", "gelu")
+    if have != want:  # an imported model (interop/): its weights would compute another function here
+        raise UsageError(f"--init-from {source.display_name}: its MLP's GELU is {have} (imported), a run trains with "
+                         f"{want}; warm starts from imported models are not supported")
     src = source.model.state_dict()
     dst = model.state_dict()
     copied, partial, skipped = [], [], []
@@ -852,7 +856,7 @@ def train(
         check_compile(pick_device(cfg.device))
     dist = Distributed.start(cfg.device)
     set_cuda_backends(dist.device)
-    about = {k: getattr(cfg, k) for k in ("objective", "degree", "path_len", "nodes", "arch", "steps")}
+    about = {k: getattr(cfg, k) for k in ("objective", "degree", "path_len", "nodes", "arch", "steps", "eval_every")}
     if dist.is_main:
         _make_out(out, resume)
     # the stop signals are caught from here on: one during set-up stops the run after its first step, saved

@@ -142,7 +142,7 @@ def hostile_sessions(model_path: Path) -> dict[str, tuple[str, str]]:
         "strategy-kind-unknown": var("strategy.kind is 'ouija'", strategy={"kind": "ouija"}),
         "forced-key-not-a-position": var("forced is 'x'", {"forced": {"x": 3}}),
         "forced-key-negative": var("forced is '-1'", {"forced": {"-1": 3}}),
-        "forced-position-past-the-answer": var("forced position 7 is outside", {"forced": {"7": 3}}),
+        "forced-position-past-the-answer": var("forced['7'] is outside the answer", {"forced": {"7": 3}}),
         "forced-node-out-of-range": var("node 12, out of range", {"forced": {"1": 12}}),
         "forced-node-a-string": var("forced['1'] is '3'", {"forced": {"1": "3"}}),
         "model-a-number": var("model is 5", {"model": 5}),

@@ -198,7 +198,7 @@ def test_cli_train_eval_probe_clever_hans_models_and_what_does_not_apply(tmp_pat
     assert len(json.loads(r.stdout.splitlines()[0])["tokens"]) == 3
     r = runner.invoke(app, ["clever-hans", str(out), "--count", "40", "--json"])
     assert r.exit_code == 0, r.output
-    assert 0 <= json.loads(r.stdout)["clever_hans_rate"] <= 1
+    assert 0 <= json.loads(r.stdout)["goal_copy_rate"] <= 1
     monkeypatch.setenv("NTP_PROBE_MODELS", str(tmp_path / "models"))
     r = runner.invoke(app, ["models"])
     assert r.exit_code == 0 and any(ln.split()[:2] == ["tiny-bst", "bst"] for ln in r.output.splitlines()), r.output

@@ -318,3 +318,35 @@ async def test_follow_a_live_run(tmp_path):
             proc.send_signal(signal.SIGCONT)
             proc.kill()
             proc.wait(timeout=30)
+
+
+@sync
+async def test_follow_before_the_first_checkpoint_shows_the_run_progress(tmp_path, trained):
+    """A run that has written only its progress (train's lock, pid and progress.json, step 29 of 3000, evaluating
+    every 250): the header and the training panel say where it is and when the first checkpoint comes, no error;
+    the model is loaded when it appears."""
+    from ntp_probe.runs import RunLock
+
+    run = tmp_path / "tl"
+    run.mkdir()
+    about = {"objective": "next-token", "degree": 2, "path_len": 3, "nodes": 10, "arch": "gpt", "steps": 3000,
+             "eval_every": 250}
+    lock = RunLock(run, True, about).acquire()  # this process plays the training
+    try:
+        lock.beat(29, 12.5, 2.31)
+        assert json.loads((run / "progress.json").read_text())["step"] == 29
+        app = ProbeApp([str(run)], follow=True, follow_interval=0.05)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.run_state == "running", "the first look")
+            want = "step 29/3000 · running · waiting for the first checkpoint at step 250"
+            assert want in app.sub_title and want in panel(app)
+            assert not any("no model.safetensors" in m for m in notices(app)) and app.lm is None
+            assert "✗" not in str(app.query_one("#top").render()) and "No model loaded" not in str(
+                app.query_one("#story").render())
+            shutil.copy(trained("next-token").path, run / ".tmp")
+            os.replace(run / ".tmp", run / "model.safetensors")  # as train writes it
+            await until(pilot, lambda: app.shown_step is not None and app.session is not None, "the first checkpoint")
+            assert app.lm.path == run / "model.safetensors" and "waiting" not in app.sub_title
+            assert f"step {app.shown_step}/" in app.sub_title and "waiting" not in panel(app)
+    finally:
+        lock.release()

@@ -146,7 +146,7 @@ def test_session_with_forced_nodes_outside_its_graph(trained, tmp_path):
     f = _write(tmp_path / "off.json", json.dumps(d))
     s = load_session(f, lm)
     assert s.forced == {1: 7} and s.tokens[1] == 7
-    assert len(s.notes) == 1 and "node 7 at answer position 1 is not in the graph" in s.notes[0]
+    assert len(s.notes) == 1 and "node 7 at answer token 2 is not in the graph" in s.notes[0]
     r = cli("probe", "--load", f, "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["tokens"][1] == "7"
@@ -187,7 +187,7 @@ def test_clever_hans_skips_graphs_that_are_not_path_stars(trained, tmp_path):
     r = cli("clever-hans", lm.path, "--data", data, "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out["count"] == 1 and out["skipped_ood"] == 4 and 0 <= out["clever_hans_rate"] <= 1
+    assert out["count"] == 1 and out["skipped_ood"] == 4 and 0 <= out["goal_copy_rate"] <= 1
     r = cli("clever-hans", lm.path, "--data", data)
     assert r.exit_code == 0 and "4 skipped" in r.stdout
     only = tmp_path / "ood.txt"

@@ -100,7 +100,7 @@ def test_cli_training_and_tools(mamba_run):
     assert json.loads(r.stdout.splitlines()[0])["tokens"][:2] == ["0", "1"]
     r = runner.invoke(app, ["clever-hans", str(mamba_run), "--count", "40", "--json"])
     assert r.exit_code == 0, r.output
-    assert 0 <= json.loads(r.stdout)["clever_hans_rate"] <= 1
+    assert 0 <= json.loads(r.stdout)["goal_copy_rate"] <= 1
     r = runner.invoke(app, ["export", str(mamba_run), "--out", str(mamba_run / "tl.safetensors")])
     assert r.exit_code == 2 and "only GPT" in r.stderr
 

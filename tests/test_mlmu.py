@@ -102,7 +102,7 @@ def test_learns_g23_and_tools_run(tmp_path):
     res = evaluate(lm, generate(2, 3, 10, 200, seed=5))
     assert res["objective"] == "mlm-u" and res["per_position"][0] > 0.9 and res["per_position"][-1] > 0.9
     ch = clever_hans(lm, generate(2, 3, 10, 100, seed=6))
-    assert 0 <= ch["clever_hans_rate"] <= 1
+    assert 0 <= ch["goal_copy_rate"] <= 1
     s = ProbeSession(lm, parse("0,1|1,2|0,3|3,4/0,4", nodes=10))
     assert s.attention() is None
     s.reset()

@@ -86,13 +86,14 @@ def test_teacherless_decodes_in_one_pass_and_reads_forced_inputs(trained):
     assert s.tokens[1] == 3
 
 
-def test_mirror_maps_forced_tokens_by_path_position(trained):
+def test_mirror_maps_forced_tokens_by_node(trained):
     s = ProbeSession(trained("next-token"), parse_for_model(GRAPH, trained("next-token")))
-    s.force(1, 3)
+    s.force(1, 3)  # off the path 0→1→2 (the other arm): no place in a goal→start answer
     r = s.mirror(trained("reverse"))
-    assert r.forced == {1: 3}  # path index 1 is reverse position 3-1-1 = 1 for l = 3
-    s.force(0, 0)
-    assert s.mirror(trained("reverse")).forced == {1: 3, 2: 0}
+    assert r.forced == {} and "forced 3 not applied" in r.notes[0]
+    s.force(0, 0)  # the start: the reverse answer's last token
+    assert s.mirror(trained("reverse")).forced == {2: 0}
+    assert s.mirror(trained("teacherless")).forced == {0: 0, 1: 3}  # same answer order: the same prefix
 
 
 def test_attention_view(trained):
@@ -133,7 +134,8 @@ def test_arm_table():
 def test_clever_hans_measures(trained):
     lm = trained("next-token")
     res = clever_hans(lm, generate(2, 3, 10, 200, seed=5))
-    assert res["count"] == 200 and 0 <= res["clever_hans_rate"] <= 1
+    assert res["count"] == 200 and 0 <= res["goal_copy_rate"] <= 1 and 0 <= res["wrong_leaf_rate"] <= 1
+    assert res["follow_rate"] is None  # G(2,3): no inner step after the decision, nothing to follow
     assert res["log_degree"] == pytest.approx(math.log(2))
     assert 0 <= res["decision_mass_on_children"] <= 1.0001
     assert res["follow_rate_per_position"][:2] == [None, None]
@@ -189,7 +191,7 @@ def test_clever_hans_cli(trained):
     r = runner.invoke(app, ["clever-hans", str(trained("next-token").path), "--count", "50", "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
-    assert {"clever_hans_rate", "follow_rate_per_position", "decision_accuracy", "decision_entropy",
+    assert {"follow_rate", "goal_copy_rate", "wrong_leaf_rate", "follow_rate_per_position", "decision_accuracy", "decision_entropy",
             "decision_mass_on_children"} <= set(res)
     r = runner.invoke(app, ["clever-hans", str(trained("reverse").path)])
     assert r.exit_code == 2 and "does not apply" in r.stderr

@@ -76,6 +76,8 @@ SKIP = {
                                           "tests/test_train.py's test_resume_after_interrupt_gives_identical_weights",
     "torchrun --standalone --nproc-per-node 8": "needs 8 GPUs (the CPU line below runs: 2 processes, gloo)",
     "torchrun --nnodes 2": "needs two machines",
+    "ntp-probe import checkpoints/": "needs a checkpoint of the paper's own code (a user's file); tests/test_interop.py imports "
+                                    "the one kept in tests/fixtures/next-token-failures-ckpt/ and checks its logits",
 }
 
 # A few checks of what a command prints: the start of the command -> (stdout as JSON) -> keys it must have.

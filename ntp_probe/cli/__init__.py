@@ -12,7 +12,7 @@ module          commands
 ``score``       eval, models, inference-fixes, reproduce (--leaderboard), ship (hidden)
 ``probe``       probe, clever-hans, patch
 ``tui``         tui, tour, watch
-``export``      export
+``export``      export, import
 ``sweep``       the ``sweep`` group: run, list, table, plot, archive
 ``_common``     consoles, ``handle_errors``/``fail`` (one line ``error:``, exit 2), ``OneLineErrors``,
                 the shared options (``ThreadsOpt``, ``JsonOpt``, ``DegreeOpt`` …) and their helpers
@@ -66,6 +66,7 @@ app.command(hidden=True)(score.ship)
 app.command()(tui.tui)
 app.command()(tui.tour)
 app.command()(export.export)
+app.command("import")(export.import_cmd)
 app.add_typer(sweep.sweep_app, name="sweep")
 
 

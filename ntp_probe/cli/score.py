@@ -92,7 +92,8 @@ def models_cmd(as_json: JsonOpt = False) -> None:
             "accuracy": card.get("accuracy", m.get("accuracy")),
             "decision_accuracy": card.get("decision_accuracy", m.get("decision_accuracy")),
             "forced_accuracy": card.get("forced_accuracy", m.get("forced_accuracy")),
-            "clever_hans_rate": card.get("clever_hans_rate"),
+            "follow_rate": card.get("follow_rate"),  # forced onto a wrong arm: on it at every inner step
+            "goal_copy_rate": card.get("goal_copy_rate"),  # then the goal from the query (a second shortcut)
             "steps": tr.get("steps"),
             "path": str(path),
         })
@@ -244,7 +245,7 @@ def reproduce(
         if recs:
             out.print(f"[bold]{name}[/] greedy per position over {recs[-1]['step']} steps")
             for p in range(len(recs[0]["per_position"])):
-                out.print(f"  pos {p} {sparkline([r['per_position'][p] for r in recs])}", highlight=False)
+                out.print(f"  pos {p + 1} {sparkline([r['per_position'][p] for r in recs])}", highlight=False)
     err.print(f"report: {path}")
 
 

@@ -167,7 +167,7 @@ class ProbeSession:
     # -- changing the state ----------------------------------------------------------------------
     def _check_force(self, position: int, token: int) -> None:
         if not 0 <= position < self.length:
-            raise GraphError(f"position {position} is outside the answer (0..{self.length - 1})")
+            raise GraphError(f"answer token {position + 1} is outside the answer (tokens 1..{self.length})")
         if not 0 <= token < self.lm.task.nodes:
             raise GraphError(f"node {token} is out of range (the model knows ids 0..{self.lm.task.nodes - 1})")
 
@@ -264,6 +264,36 @@ class ProbeSession:
         else:
             self.force(self.decision_position, tok)
         return tok
+
+    def wrong_arm_walk(self) -> dict | None:
+        """What the model did after a wrong arm was forced at the decision (forward order only; None otherwise):
+        ``inner`` the arm's inner steps after the decision (0 on G(d,3): nothing to walk), ``followed`` how many of
+        them it walked before leaving the arm (all: the Clever Hans cheat), ``min_p`` its lowest top probability
+        there, and at the last token ``last``, ``goal_copied`` (the goal from the query: a second shortcut) or
+        ``wrong_leaf`` (the forced arm's own leaf). Figures of the whole decoded answer, wherever the cursor is."""
+        dp = self.decision_position
+        dstep = self.steps[dp]
+        if (not self.objective.decision_step or dp not in self.forced or dstep.correct is None
+                or dstep.token == dstep.correct or dstep.token not in dstep.legal):  # not another arm's first node
+            return None
+        after = self.steps[dp + 1 :]
+        inner, last = after[:-1], after[-1] if after else None
+        followed = 0
+        for st in inner:
+            if st.token not in st.legal:
+                break
+            followed += 1
+        walked = inner[:followed] + ([last] if last is not None and followed == len(inner) and last.token in last.legal else [])
+        return {
+            "wrong_node": dstep.token,
+            "inner": len(inner),
+            "followed": followed,
+            "min_p": min((float(st.probs.max()) for st in inner[:followed]), default=None),
+            "last": None if last is None else last.token,
+            "goal_copied": last is not None and last.token == self.graph.goal,
+            "wrong_leaf": last is not None and last in walked,
+            "forced_inner": any(st.forced for st in after),  # a later token forced by hand: not the model's own walk
+        }
 
     # -- scoring ---------------------------------------------------------------------------------
     def _forced_tensor(self) -> torch.Tensor:
@@ -419,7 +449,7 @@ class ProbeSession:
             "forced": [s.forced for s in self.steps],
             "steps": [
                 {
-                    "position": s.position,
+                    "position": s.position + 1,  # answer token k, counted from 1 as everywhere it is shown
                     "path_index": s.path_index,
                     "token": tok(s.token),
                     "forced": s.forced,
@@ -491,12 +521,13 @@ def load_session(path: str | Path, lm: LoadedModel | None = None,
     notes = []
     for pos, node in sorted(d["forced"].items()):
         if pos >= L:
-            raise SessionFileError(f"{p}: bad session file: forced position {pos} is outside the answer (0..{L - 1})")
+            raise SessionFileError(f"{p}: bad session file: forced[{str(pos)!r}] is outside the answer (keys 0..{L - 1}: "
+                                   f"the file keys answer token k as k-1)")
         if node >= N:
             raise SessionFileError(f"{p}: bad session file: forced[{str(pos)!r}] is node {node}, out of range "
                                    f"(the model knows ids 0..{N - 1})")
         if node not in graph.nodes:
-            notes.append(f"{p}: forced node {node} at answer position {pos} is not in the graph (kept: an off-graph probe)")
+            notes.append(f"{p}: forced node {node} at answer token {pos + 1} is not in the graph (kept: an off-graph probe)")
     cursor = L if d["cursor"] is None else d["cursor"]
     if cursor > L:
         raise SessionFileError(f"{p}: bad session file: cursor is {cursor}, past the answer's {L} positions")

@@ -200,6 +200,9 @@ class ProbeApp(RunView, App):
         for e in msg.errors:
             self.notify(e, title="model", severity="error", timeout=10)
         self.models = msg.models
+        if not self.models and self.run_waiting:  # --follow before the run's first checkpoint: runview.py says so
+            self.load_error = "waiting for the run's first checkpoint"
+            return
         if not self.models:
             self.load_error = "; ".join(msg.errors) or "no model"
             self.sub_title = "no model loaded"

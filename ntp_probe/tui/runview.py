@@ -72,6 +72,12 @@ class RunView:
         self._follow_timer = None
         self._run_refs: dict[int, weakref.ref] = {}  # the run's checkpoints the app has loaded
         self._compare_keep = None
+        self.run_live: int | None = None  # where the training loop is (progress.json), before the first checkpoint
+        self.run_first: int | None = None  # the step its first checkpoint is written at
+        self.run_waiting = False  # --follow before the run's first checkpoint: nothing of the run to load yet
+        if self.run_dir is not None and not (self.run_dir / "model.safetensors").exists():
+            self.specs = self.specs[1:]  # loaded when train writes it (the first look), not an error now
+            self.run_waiting = True
 
     # -- what is on show ---------------------------------------------------------------------------
     def _of_run(self, lm) -> bool:
@@ -94,13 +100,14 @@ class RunView:
         if self.run_dir is None:
             return
         from ..follow import checkpoint_step
+        from .widgets.training import waiting_text
 
         step, total = checkpoint_step(self.lm) if self.lm is not None and self._of_run(self.lm) else (None, None)
         total = total if total is not None else self.run_total
         newest = checkpoint_step(self._newest)[0] if self._newest is not None else None
         s = self.session
         shown = RunShown(self.run_records, step, total, self.run_state, tuple(self.run_kept), newest,
-                         None if s is None else s.decision_position, self.run_note)
+                         None if s is None else s.decision_position, self.run_note, self.run_live, self.run_first)
         try:
             self.screen_stack[0].query_one(TrainingPanel).show_run(shown)
         except Exception:  # noqa: BLE001 - a layout without the panel: the header still tells the step
@@ -108,6 +115,21 @@ class RunView:
         if self.lm is not None and step is not None:
             where = f"step {step}/{total if total is not None else '?'}" + (f" · {self.run_state}" if self.run_state else "")
             self.sub_title = f"{self.lm.display_name} · {self.lm.objective.name} · {self.lm.task.label()} · {where}"
+        elif self.follow and newest is None and self.run_note is None:  # before the run's first checkpoint
+            live = self.run_live if self.run_live is not None else "?"
+            where = (f"step {live}/{total if total is not None else '?'}" + (f" · {self.run_state}" if self.run_state else "")
+                     + waiting_text(self.run_first))
+            self.sub_title = f"{self.run_dir.name} · {where}" if self.lm is None else (
+                f"{self.lm.display_name} · {self.lm.task.label()} · {self.run_dir.name}: {where}")
+            if self.lm is None:
+                from rich.text import Text
+
+                story = Text(f"Following {self.run_dir}: {where.replace(' · ', ', ')}. ")
+                story.append("The app loads it when train writes it.", style="dim")
+                try:
+                    self.query_one("#story").update(story)  # Text: the path is never read as markup
+                except Exception:  # noqa: BLE001
+                    pass
 
     # -- starting ------------------------------------------------------------------------------------
     def on_models_loaded(self, msg) -> None:
@@ -180,6 +202,8 @@ class RunView:
             return
         if found.status is not None:
             self.run_state, self.run_total = found.status.get("state"), found.status.get("steps")
+            self.run_live = found.status.get("step")
+        self.run_first = found.first_checkpoint
         if found.metrics is not None:
             self.run_records = found.metrics
         self.run_kept = found.kept

@@ -23,7 +23,9 @@ step**, the node after the start: which arm? Everything after it is "follow the 
 A model trained with **teacher forcing** (next-token) learns the *Clever Hans cheat*: "the next node
 is a child of the previous one". It never learns the decision, so it guesses it (≈ 1/d right).
 **Try it:** press **w** to force the first node of a wrong arm. The model happily walks down the
-wrong arm to the wrong leaf. A **reverse** model (goal→start) has no decision to guess.
+wrong arm at every inner step; at the last token it usually writes the goal it read in the query
+instead of the arm's leaf, a second shortcut ("the last token is the goal"). On G(d,3) there is no
+inner step to walk. A **reverse** model (goal→start) has no decision to guess.
 
 Positions are named one way everywhere: **answer token k of n** (from 1, in the model's answer order) is
 the token whose distribution is on show: the next one to reveal, or the last once all are. The confidence

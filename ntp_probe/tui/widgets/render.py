@@ -191,21 +191,9 @@ def story(s) -> Text:
     dstep = s.steps[dp]
     forward = s.objective.decision_step  # a forward answer: the arm is chosen at the decision step
     shown, top, ok = decision_note(s)
-    forced_wrong = dp in s.forced and dstep.correct is not None and dstep.token != dstep.correct
-    if forced_wrong and forward:
-        after = [st for st in s.steps[dp + 1 :]]
-        follow = [st for st in after if not st.forced and st.token in st.legal]
-        leaf = s.tokens[-1]
-        t.append("Clever Hans: ", style="bold magenta")
-        t.append(f"forced onto the wrong arm at node {s.token_str(dstep.token)}, ")
-        if len(follow) == len(after):
-            conf = min((float(st.probs.max()) for st in after), default=1.0)
-            t.append(f"the model walks that arm to leaf {s.token_str(leaf)} (p ≥ {num(conf)} at every token), ")
-            t.append(f"ignoring the goal {s.token_str(s.graph.goal)}. ", style="bold")
-            t.append("It learned 'next = a child of the previous token', not how to find the goal.")
-        else:
-            t.append(f"the model follows it for {len(follow)} of {len(after)} tokens, then leaves the arm.")
-        t.append("  u: undo", style=DIM)
+    walk = s.wrong_arm_walk()
+    if walk is not None:
+        clever_hans_story(t, s, walk)
         return t
     if s.forced:
         t.append("Forced tokens (*) are kept; everything after them is re-decoded. ", style="magenta")
@@ -225,6 +213,43 @@ def story(s) -> Text:
         if dp not in s.forced:
             t.append("Press w to force a wrong node.", style="bold")
     return t
+
+
+def clever_hans_story(t: Text, s, walk: dict) -> None:
+    """The w message, short enough for three lines: the walk along the forced arm (the Clever Hans cheat) and the
+    last token (the goal copied from the query: a second shortcut), each said on its own; on a shape whose arm has
+    no inner node after the decision, that there is nothing to walk and where there is."""
+    from ...task import shape_of
+
+    goal, node = s.token_str(s.graph.goal), walk["wrong_node"]
+    leaf = next((a[-1] for a in s.graph.arms() if a and a[0] == node), None)
+    t.append("Clever Hans: ", style="bold magenta")
+    t.append(f"forced onto arm {s.token_str(node)}, ")
+    if walk["inner"] == 0:
+        d, l = shape_of(s.graph) or (len(s.graph.arms()), s.length)
+        t.append(f"but G({d},{l}) has no inner node after the decision: nothing to walk. ", style="bold")
+    elif walk["followed"] == walk["inner"]:
+        t.append(f"the model walks it at every inner step ({walk['inner']} of {walk['inner']}, p ≥ {num(walk['min_p'])})",
+                 style="bold")
+        dstep = s.steps[s.decision_position]  # the model's own distribution at the decision, forced or not
+        top, ok = float(dstep.probs.max()), int(dstep.probs.argmax()) == dstep.correct
+        t.append("; its own decision is a coin flip. " if top < 0.8 else
+                 f"; its own decision is {'right' if ok else 'wrong'} (p {num(top)}). ")
+    else:
+        t.append(f"the model follows it for {walk['followed']} of {walk['inner']} inner steps, then leaves it. ")
+    if walk["goal_copied"]:
+        t.append("Then it writes " if walk["inner"] else "Its last token is ")
+        t.append(f"the goal {goal} from the query" + (f", not the leaf {s.token_str(leaf)}" if walk["inner"] and leaf is not None
+                                                     else "") + ": a second shortcut. ", style="bold")
+    elif walk["wrong_leaf"]:
+        t.append(f"It ends on the arm's leaf {s.token_str(walk['last'])}, not the goal {goal}. ")
+    else:
+        t.append(f"It ends on {s.token_str(walk['last'])}, neither the goal {goal} nor the arm's leaf. ")
+    if walk["inner"] == 0:
+        longer = any(sh[1] > 3 for sh in s.lm.task.topologies.shapes)
+        t.append("Press t for a longer shape." if longer else "See the walk: ntp-probe tui g2-5-next-token")
+    t.rstrip()
+    t.append("  u: undo", style=DIM)
 
 
 def heat(w: float) -> Style:

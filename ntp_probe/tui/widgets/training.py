@@ -28,6 +28,8 @@ class RunShown:
     newest: int | None = None  # the run's newest checkpoint (when the one on show is older)
     decision: int | None = None  # answer position of the decision (0-based), marked in its row
     note: str | None = None  # e.g. the run directory is gone
+    live: int | None = None  # where the training loop is (progress.json), shown before the first checkpoint
+    first: int | None = None  # the step of the first checkpoint, while there is none
 
 
 def columns(n: int, width: int, mark: int | None) -> list[int]:
@@ -71,12 +73,19 @@ def marked_index(records: list[dict], step: int | None) -> int | None:
     return before[-1] if before else None
 
 
+def waiting_text(first: int | None) -> str:
+    return " · waiting for the first checkpoint" + (f" at step {first}" if first is not None else "")
+
+
 def training_text(run: RunShown, width: int = 60) -> Text:
     t = Text()
-    where = f"step {run.step if run.step is not None else '?'}/{run.total if run.total is not None else '?'}"
+    step = run.step if run.step is not None else run.live  # no checkpoint yet: where the loop is
+    where = f"step {step if step is not None else '?'}/{run.total if run.total is not None else '?'}"
     t.append(where, style="bold")
     if run.state:
         t.append(f" · {run.state}", style={"running": "green", "stopped": "yellow"}.get(run.state, "blue"))
+    if run.step is None and run.newest is None and run.note is None:
+        t.append(waiting_text(run.first), style="bold yellow")
     if run.newest is not None and run.step is not None and run.newest > run.step:
         t.append(f" · newest {run.newest}", style="bold yellow")
     t.append(f" · {len(run.kept)} kept (, .)" if run.kept else " · no kept checkpoints", style=DIM)
