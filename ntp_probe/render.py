@@ -7,6 +7,7 @@ import textwrap
 from rich import box
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .fmt import duration
 from .fmt import fmt as _f
@@ -74,7 +75,7 @@ def models_table(rows: list[dict]) -> Table:
         if not (one_n and col == "N"):
             t.add_column(col, justify=just, no_wrap=True)
     for r in good:
-        cells = [r["name"], r["objective"], r["arch"], r.get("task") or f"G({r['degree']},{r['path_len']})",
+        cells = [Text(r["name"]), r["objective"], r["arch"], r.get("task") or f"G({r['degree']},{r['path_len']})",
                  str(r["nodes"]), _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r.get("follow_rate")),
                  _f(r.get("goal_copy_rate"))]
         if one_n:
@@ -89,7 +90,6 @@ def models_table(rows: list[dict]) -> Table:
 def probe_panel(session, top_k: int = 5, layers: bool = False):
     """A probe session as Rich renderables: the answer with forced tokens marked, then top-k per step."""
     from rich.console import Group
-    from rich.text import Text
 
     s = session
     head = Text()
@@ -167,7 +167,7 @@ def reproduce_table(rows: list[dict], label: str) -> Table:
         t.add_column(col, justify="left" if col in ("model", "objective") else "right", no_wrap=col != "model",
                      overflow="fold")
     for r in rows:
-        t.add_row(r["name"], r["objective"], _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["forced_accuracy"]),
+        t.add_row(Text(r["name"]), r["objective"], _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["forced_accuracy"]),
                   _f(r["forced_after_decision"]), _f(r.get("follow_rate")), _f(r.get("goal_copy_rate")))
     return t
 
@@ -199,7 +199,7 @@ def inference_table(rows: list[dict]) -> Table:
         t.add_column(col, justify="left" if col in ("model", "strategy") else "right", no_wrap=col != "model",
                      overflow="fold")
     for r in rows:
-        t.add_row(r["model"], r["strategy"], _f(r["accuracy"]), _f(r["decision_accuracy"]),
+        t.add_row(Text(r["model"]), r["strategy"], _f(r["accuracy"]), _f(r["decision_accuracy"]),
                   f"{r['tries_mean']:.2f}", f"{r['tokens_per_graph']:.1f}", f"{r['seconds']:.1f}")
     return t
 
@@ -217,7 +217,6 @@ def _shape(task: dict) -> str:
 def watch_view(rows: list[dict]):
     """Training runs side by side: state, progress, speed, ETA, last evaluation, and per-position curves."""
     from rich.console import Group
-    from rich.text import Text
 
     from .report import sparkline
 
@@ -232,7 +231,7 @@ def watch_view(rows: list[dict]):
                 else "no checkpoint yet" if r["step"] else "starting")
         name = f"{r['run']}@{r['step']}" if r.get("checkpoint") else r["run"]  # RUN@STEP: a kept checkpoint
         t.add_row(
-            f"{name}\n[dim]{what}[/]", f"[{colour[r['state']]}]{r['state']}[/]" + (f"\n[dim]pid {r['pid']}[/]" if r["pid"] else ""),
+            f"{escape(name)}\n[dim]{what}[/]", f"[{colour[r['state']]}]{r['state']}[/]" + (f"\n[dim]pid {r['pid']}[/]" if r["pid"] else ""),
             f"{r['step']}/{r['steps'] or '?'}", _f(r["seconds_per_step"], 2), duration(r["eta_s"]),
             _f(last.get("accuracy")), _f(last.get("decision_accuracy")), _f(last.get("forced_after_decision")),
         )
@@ -264,7 +263,6 @@ def _heat_style(v: float | None) -> str:
 def patch_view(res: dict):
     """``ntp-probe patch``: the heat map (layers × input tokens), the strongest cells, knock-out and attribution."""
     from rich.console import Group
-    from rich.text import Text
 
     n = f", mean of {res['count']:,} graphs" if "count" in res else ""
     head = Text.from_markup(
