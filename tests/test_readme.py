@@ -69,6 +69,8 @@ SKIP = {
                    "extra holds TransformerLens and TensorBoard), so those lines run",
     "ntp-probe tui": "the app: a full-screen program that waits for keys; tests/test_pty.py opens it in a terminal and "
                      "quits, tests/test_tui.py and the other Pilot tests drive it",
+    "ntp-probe tour": "the tour: the app, full-screen, waiting for keys; tests/test_tour.py opens it in a terminal and "
+                      "quits, and walks every step under Pilot",
     "kill -INT $(cat runs/g5/train.pid)": "the training it stops ran in the foreground here (shortened to seconds) and "
                                           "has ended: there is no process to signal; Ctrl-C's checkpoint and --resume are "
                                           "tests/test_train.py's test_resume_after_interrupt_gives_identical_weights",

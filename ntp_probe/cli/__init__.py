@@ -11,7 +11,7 @@ module          commands
 ``train``       train (and ``train_config``: train's options -> TrainConfig, shared with sweep)
 ``score``       eval, models, inference-fixes, reproduce (--leaderboard), ship (hidden)
 ``probe``       probe, clever-hans, patch
-``tui``         tui, watch
+``tui``         tui, tour, watch
 ``export``      export, import
 ``sweep``       the ``sweep`` group: run, list, table, plot, archive
 ``_common``     consoles, ``handle_errors``/``fail`` (one line ``error:``, exit 2), ``OneLineErrors``,
@@ -64,6 +64,7 @@ app.command("inference-fixes")(score.inference_fixes_cmd)
 app.command()(score.reproduce)
 app.command(hidden=True)(score.ship)
 app.command()(tui.tui)
+app.command()(tui.tour)
 app.command()(export.export)
 app.command("import")(export.import_cmd)
 app.add_typer(sweep.sweep_app, name="sweep")

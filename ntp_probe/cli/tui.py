@@ -1,4 +1,4 @@
-"""Live views: ``tui`` (the probing app) and ``watch`` (where trainings stand)."""
+"""Live views: ``tui`` (the probing app), ``tour`` (the talk in it) and ``watch`` (where trainings stand)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,20 @@ import typer
 
 from ..errors import UsageError
 from ._common import ClosedOutput, JsonOpt, handle_errors, out
+
+
+def need_terminal(command: str) -> None:
+    """The app reads keys and draws on a terminal: a closed or redirected stdin/stdout is a usage error."""
+    for name, stream in (("input", sys.stdin), ("output", sys.stdout)):
+        if stream is None or isinstance(stream, ClosedOutput):
+            raise UsageError(f"the app needs a terminal: standard {name} is closed; run 'ntp-probe {command}' in a terminal")
+        try:
+            tty = stream.isatty()
+        except (OSError, ValueError):
+            tty = False
+        if not tty:
+            raise UsageError(f"the app needs a terminal: standard {name} is not one (a file or a pipe); run "
+                             f"'ntp-probe {command}' in a terminal (the CLI's probe --graph prints the same figures)")
 
 
 @handle_errors
@@ -33,19 +47,28 @@ def tui(
         if not models:
             raise UsageError("--follow: give the run directory to follow, e.g. ntp-probe tui runs/x --follow")
         check_followable(models[0])
-    for name, stream in (("input", sys.stdin), ("output", sys.stdout)):  # the app reads keys and draws on a terminal
-        if stream is None or isinstance(stream, ClosedOutput):
-            raise UsageError(f"the app needs a terminal: standard {name} is closed; run 'ntp-probe tui' in a terminal")
-        try:
-            tty = stream.isatty()
-        except (OSError, ValueError):
-            tty = False
-        if not tty:
-            raise UsageError(f"the app needs a terminal: standard {name} is not one (a file or a pipe); run "
-                             "'ntp-probe tui' in a terminal (the CLI's probe --graph prints the same figures)")
+    need_terminal("tui")
     from ..tui.app import ProbeApp
 
     ProbeApp(models or None, follow=follow, follow_interval=interval).run()
+
+
+@handle_errors
+def tour(
+    step: Annotated[int, typer.Option("--step", help="Start at this step (1-8: 1 the task, 2 the coin flip, 3 Clever "
+                                      "Hans, 4 the indecipherable token, 5 reverse, 6 teacherless, 7 the debate, "
+                                      "8 try it yourself).")] = 1,
+) -> None:
+    """The talk, in the app: a guided walk through the story with the shipped models, each step a live state of the
+    probing app (pgdn or > next, pgup or < back, ctrl+q quit)."""
+    from ..tui.tour import STEPS
+
+    if not 1 <= step <= len(STEPS):
+        raise UsageError(f"--step: {step} is not a step of the tour (1..{len(STEPS)})")
+    need_terminal("tour")
+    from ..tui.tour import TourApp
+
+    TourApp(start=step - 1).run()
 
 
 @handle_errors

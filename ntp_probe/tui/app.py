@@ -212,6 +212,10 @@ class ProbeApp(RunView, App):
             return
         self._set_main(self.lm)
         self.editor.lm = self.lm
+        self.first_graph()
+
+    def first_graph(self) -> None:
+        """Once the models are loaded: the graph given (``graph=``), else a random one. (The tour shows its first step.)"""
         if self.initial_graph:
             self.editor.set_text(self.initial_graph)
             self.editor.validate()
