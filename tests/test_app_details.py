@@ -123,3 +123,19 @@ async def test_a_40x10_terminal_shows_the_answer_and_the_decision(trained):
         await pilot.resize_terminal(120, 40)
         await pilot.pause()
         assert app.query_one(Header).display and app.query_one("#star").display
+
+
+@sync
+async def test_keys_after_a_modal_over_the_why_panel_drive_the_app_not_the_editor(trained):
+    app = ProbeApp([trained("next-token")], graph=GRAPH)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await app.wait_idle()
+        text = app.query_one("#graph", TextArea).text
+        await pilot.press("y", "question_mark")
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.focused, TextArea)
+        await pilot.press("y")  # back: the why panel toggles off (a key typed into the graph would not)
+        await app.wait_idle()
+        assert not app.why and app.query_one("#graph", TextArea).text == text

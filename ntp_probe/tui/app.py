@@ -398,6 +398,12 @@ class ProbeApp(RunView, App):
         self.why = not self.why
         self.query_one(WhyPanel).display = self.why
         self.query_one("#bottom").display = not self.why
+        # the top-k list (focused) is hidden with the bottom row: keep the focus off the graph editor, or a modal
+        # closed over the why panel hands it there and the next keys type into the graph
+        if self.why:
+            self.query_one(WhyPanel).focus()
+        else:
+            self.query_one(TopK).focus()
         if self.why and self.session is not None:
             self.submit(Op())  # no change: the worker adds the causal probes
 

@@ -96,7 +96,10 @@ def why_text(s, res: dict | None, error: str | None) -> Text:
     return t
 
 
-class WhyPanel(ProbeText):
+class WhyPanel(ProbeText, can_focus=True):
+    """Focusable: while it is on show it holds the focus (the top-k list is hidden), so a modal closed over it hands
+    the focus back here, not to the graph editor."""
+
     DEFAULT_CSS = """
     WhyPanel { height: 1fr; border: round $warning; padding: 0 1; overflow-y: auto; display: none; }
     """
