@@ -18,3 +18,10 @@ def test_models_lists_a_bracketed_name_as_written(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["models"], env={"COLUMNS": "120"})
     assert res.exit_code == 0, res.output
     assert "[bold]x " in res.output
+
+
+def test_help_texts_show_their_brackets():
+    """Issue 30 item 18: `sweep run --help` said "A recipe file (TOML: , , [])", the sections eaten as markup."""
+    for cmd in (["sweep", "run", "--help"], ["sweep", "list", "--help"]):
+        res = CliRunner().invoke(app, cmd, env={"COLUMNS": "200"})
+        assert res.exit_code == 0 and "[train], [grid], [[run]]" in res.output, res.output
