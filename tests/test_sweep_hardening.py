@@ -346,7 +346,14 @@ def test_8_names_and_texts_from_files_are_never_markup_in_tables_and_plots(tmp_p
     rec = json.loads((d / "a[b]c" / "record.json").read_text())
     rec["config"]["train_file"] = "x/[bold]data[red].txt"
     (d / "a[b]c" / "record.json").write_text(json.dumps(rec))
-    res = CliRunner().invoke(app, ["sweep", "table", str(d)], env={"COLUMNS": "400"})
+    from ntp_probe.cli._common import out
+
+    wide = out._width
+    out.width = 400  # the console was built at import (COLUMNS read then): wide enough that no cell wraps
+    try:
+        res = CliRunner().invoke(app, ["sweep", "table", str(d)])
+    finally:
+        out._width = wide
     assert res.exit_code == 0, res.output
     for text in (*names, "[bold]data[red].txt"):
         assert text in res.stdout, res.stdout
