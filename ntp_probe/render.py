@@ -52,7 +52,10 @@ def shape_table(res: dict, title: str) -> Table:
 
 
 def _compact(title: str, caption: str | None = None) -> Table:
-    """A table that keeps to 80 columns: no outer edge, one space between columns, the legend as a caption."""
+    """A table that keeps to 80 columns: no outer edge, one space between columns, the legend as a caption (its
+    lines wrapped at 79 here: the console does not wrap, soft_wrap)."""
+    if caption is not None:
+        caption = "\n".join(textwrap.fill(line, 79) for line in caption.splitlines())
     return Table(title=title, title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
                  show_edge=False, pad_edge=False, padding=0)
 
@@ -167,7 +170,7 @@ def reproduce_table(rows: list[dict], label: str) -> Table:
         t.add_column(col, justify="left" if col in ("model", "objective") else "right", no_wrap=col != "model",
                      overflow="fold")
     for r in rows:
-        t.add_row(Text(r["name"]), r["objective"], _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["forced_accuracy"]),
+        t.add_row(Text(r["name"], overflow="fold"), r["objective"], _f(r["accuracy"]), _f(r["decision_accuracy"]), _f(r["forced_accuracy"]),
                   _f(r["forced_after_decision"]), _f(r.get("follow_rate")), _f(r.get("goal_copy_rate")))
     return t
 

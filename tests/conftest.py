@@ -36,3 +36,15 @@ def trained(tmp_path_factory):
         return cache[objective]
 
     return get
+
+
+@pytest.fixture
+def wide_console():
+    """The CLI's stdout console 200 columns wide for one test: it was built at import, so a COLUMNS passed to a
+    CliRunner later is not read, and a table's cells would wrap at 80 (the test's text split over lines)."""
+    from ntp_probe.cli._common import out
+
+    wide = out._width
+    out.width = 200
+    yield out
+    out._width = wide

@@ -95,7 +95,7 @@ def test_the_notebook_runs(tmp_path, monkeypatch):
         assert forced.forced == {0: clean.graph.start, 1: ns["wrong_arm"][0]} and forced.path[1] != clean.path[1]
         assert forced.path[:2] == [clean.graph.start, ns["wrong_arm"][0]]
         assert not clean.forced  # 'then' left the clean session as it was
-        assert 0 <= hans["clever_hans_rate"] <= 1 and hans["count"] == 100
+        assert 0 <= hans["goal_copy_rate"] <= 1 and hans["count"] == 100
         assert res["pair"] == "goal" and res["count"] == 8 and len(res["normalized"]) == len(res["layers"]) == 3
         assert len(ns["_figures"]) == 1 and len(ns["_figures"][0].axes) == 2 * 5  # greedy + forced, 5 answer tokens
         assert list(tmp_path.iterdir()) == []  # it writes nothing

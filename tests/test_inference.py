@@ -159,4 +159,4 @@ def test_reproduce_scores_models_with_inference_fixes(trained, tmp_path):
     beam = cells[2]
     assert float(beam[6]) == 4 * 3  # W·L answer tokens per graph on G(2,3)
     assert (tmp_path / "curve-tiny-next-token0.png").stat().st_size > 1000
-    assert "follows wrong arm (all but last)" in text
+    assert "wrong arm: follows | then copies the goal" in text

@@ -22,7 +22,7 @@ def _rows(text: str, first: str) -> list[list[str]]:
     return [line.split() for line in text.splitlines() if line.split()[:1] == [first]]
 
 
-def test_probe_table_and_json_count_answer_tokens_from_1(trained):
+def test_probe_table_and_json_count_answer_tokens_from_1(trained, wide_console):
     lm = trained("next-token")
     r = runner.invoke(app, ["probe", str(lm.path), "--graph", GRAPH, "--layers"], env={"COLUMNS": "160"})
     assert r.exit_code == 0, r.output

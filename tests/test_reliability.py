@@ -157,9 +157,16 @@ def test_graph_ids_beyond_the_models_N(trained, tmp_path):
 
 
 def test_no_pickle_loading_anywhere():
+    """Pickles are never unpickled; the one torch.load (a checkpoint of the paper's own code, issue 31) is
+    weights_only=True, in its one place."""
     for f in (ROOT / "ntp_probe").rglob("*.py"):
         text = f.read_text()
-        assert "torch.load(" not in text and "import pickle" not in text and "pickle.load" not in text, f
+        assert "pickle.load" not in text and ("import pickle" not in text or f.name == "ntf.py"), f  # its error class
+        calls = [ln for ln in text.splitlines() if "torch.load(" in ln and "``" not in ln]  # code, not a docstring
+        if f.name == "ntf.py":
+            assert len(calls) == 1 and "weights_only=True" in calls[0], calls
+        else:
+            assert not calls, f
 
 
 # ------------------------------------------------------------------------------------------------

@@ -339,21 +339,14 @@ def test_8_a_record_that_is_not_an_object_is_skipped_with_one_warning(tmp_path, 
     assert "warning:" in res.stderr and "bad/record.json" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
-def test_8_names_and_texts_from_files_are_never_markup_in_tables_and_plots(tmp_path):
+def test_8_names_and_texts_from_files_are_never_markup_in_tables_and_plots(tmp_path, wide_console):
     d = tmp_path / "arch"
     names = ["[red]run", "a[b]c", r"m$\frac$"]
     _archived(d, 3, names=names)
     rec = json.loads((d / "a[b]c" / "record.json").read_text())
     rec["config"]["train_file"] = "x/[bold]data[red].txt"
     (d / "a[b]c" / "record.json").write_text(json.dumps(rec))
-    from ntp_probe.cli._common import out
-
-    wide = out._width
-    out.width = 400  # the console was built at import (COLUMNS read then): wide enough that no cell wraps
-    try:
-        res = CliRunner().invoke(app, ["sweep", "table", str(d)])
-    finally:
-        out._width = wide
+    res = CliRunner().invoke(app, ["sweep", "table", str(d)])
     assert res.exit_code == 0, res.output
     for text in (*names, "[bold]data[red].txt"):
         assert text in res.stdout, res.stdout
