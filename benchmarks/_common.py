@@ -137,3 +137,24 @@ def load_average() -> str:
         return " ".join(open("/proc/loadavg").read().split()[:3])
     except OSError:
         return "?"
+
+
+def time_train_steps(cfg, warm: int) -> tuple[float, float]:
+    """(s/step, seconds to the first step) of the engine's own loop (``ntp_probe.train.train``) on ``cfg``, timed
+    between its step events after ``warm`` steps (on CUDA the loop reads the loss every 25 steps, a sync, so both
+    ends are synced when they are multiples of it)."""
+    import tempfile
+    import time
+
+    from ntp_probe.train import train
+
+    stamps: dict[int, float] = {}
+    t0 = time.perf_counter()
+
+    def cb(e):
+        if e["event"] == "step":
+            stamps[e["step"]] = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as d:
+        train(cfg, d, callback=cb)
+    return (stamps[cfg.steps] - stamps[warm]) / (cfg.steps - warm), stamps[1] - t0

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-import time
 
 import torch
-from _common import machine, table
+from _common import machine, table, time_train_steps
 
-from ntp_probe.train import TrainConfig, train
+from ntp_probe.train import TrainConfig
 
 
 def timed(compile_: bool, args) -> dict:
@@ -25,17 +23,7 @@ def timed(compile_: bool, args) -> dict:
     cfg = TrainConfig(degree=2, path_len=5, nodes=50, layers=args.layers, d_model=args.d_model, heads=args.heads,
                       batch_size=args.batch, steps=total, eval_every=total, eval_count=100, device=args.device,
                       compile=compile_)
-    stamps: dict[int, float] = {}
-    t0 = time.perf_counter()
-
-    def cb(e):
-        if e["event"] == "step":
-            stamps[e["step"]] = time.perf_counter()
-
-    with tempfile.TemporaryDirectory() as d:
-        train(cfg, d, callback=cb)
-    first = stamps[1] - t0
-    per = (stamps[total] - stamps[args.warmup]) / args.steps
+    per, first = time_train_steps(cfg, args.warmup)
     return {"compile": compile_, "s_per_step": per, "first_step_s": first}
 
 

@@ -31,7 +31,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import flops_train_step  # noqa: E402
+from _common import flops_train_step, time_train_steps  # noqa: E402
 
 # sizes: (real, tiny)
 SIZES = {
@@ -77,24 +77,13 @@ def check_reverse(a, work):
 
 
 def timed_loop(layers, d_model, heads, batch, device, compile_, warm, timed, threads):
-    """s/step of the engine's own loop (``ntp_probe.train.train``), timed between its step events after ``warm``
-    steps; on CUDA the loop reads the loss every 25 steps (a sync), so both ends are synced when they are multiples."""
-    from ntp_probe.train import TrainConfig, train
+    """(s/step, seconds to the first step) of the engine's loop at this size, bf16."""
+    from ntp_probe.train import TrainConfig
 
-    total = warm + timed
     cfg = TrainConfig(degree=2, path_len=5, nodes=50, layers=layers, d_model=d_model, heads=heads, batch_size=batch,
-                      steps=total, eval_every=total, eval_count=100, device=device, compile=compile_, amp="bf16")
-    stamps = {}
-    t0 = time.perf_counter()
-
-    def cb(e):
-        if e["event"] == "step":
-            stamps[e["step"]] = time.perf_counter()
-
-    with tempfile.TemporaryDirectory() as d:
-        train(cfg, d, callback=cb)
-    per = (stamps[total] - stamps[warm]) / timed
-    return per, stamps[1] - t0
+                      steps=warm + timed, eval_every=warm + timed, eval_count=100, device=device, compile=compile_,
+                      amp="bf16")
+    return time_train_steps(cfg, warm)
 
 
 def check_throughput(a, work):
