@@ -190,7 +190,7 @@ def test_2_the_grid_is_multiplied_out_before_anything_is_built(tmp_path):
     import tracemalloc
 
     from ntp_probe.cli.sweep import train_schema
-    from ntp_probe.sweep import RecipeError, load
+    from ntp_probe.sweep.recipe import RecipeError, load
 
     r = recipe(tmp_path, GRID13)
     tracemalloc.start()
@@ -203,7 +203,7 @@ def test_2_the_grid_is_multiplied_out_before_anything_is_built(tmp_path):
 
 def test_5_a_long_chain_of_warm_starts_is_walked_without_recursion(tmp_path):
     from ntp_probe.cli.sweep import train_schema
-    from ntp_probe.sweep import load
+    from ntp_probe.sweep.recipe import load
 
     body = "".join(f'[[run]]\nname = "r{i}"\n' + (f'init-from = "@r{i + 1}"\n' if i < 999 else "") for i in range(1000))
     runs = load(recipe(tmp_path, body), tmp_path / "out", train_schema())
@@ -233,7 +233,7 @@ def test_6_a_failed_runs_log_line_with_brackets_in_a_terminal(tmp_path):
 
 def test_6_an_error_in_the_view_stops_every_training_it_started(tmp_path):
     from ntp_probe.cli.sweep import load_runs
-    from ntp_probe.sweep import Sweep
+    from ntp_probe.sweep.runner import Sweep
 
     r = recipe(tmp_path, "[grid]\nseed = [1, 2]\n", steps=100_000)
     runs, schema = load_runs(r, tmp_path / "sweep")
@@ -469,7 +469,7 @@ def test_19_a_plot_of_760_runs_takes_seconds_with_a_note(tmp_path):
 
 
 def test_a_maps_curves_have_a_memory_bound(tmp_path):
-    from ntp_probe.sweep import Budget, clean_record
+    from ntp_probe.sweep.records import Budget, clean_record
 
     raw = {"curve": [_point(step=i, per_position=[0.5] * 50) for i in range(100)]}
     warned = []

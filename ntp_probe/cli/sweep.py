@@ -30,7 +30,7 @@ def train_schema() -> dict:
     """train's options as the sweep's schema: option name -> Spec(flag, kind), read from its annotations."""
     import typing
 
-    from ..sweep import Spec
+    from ..sweep.recipe import Spec
 
     schema = {}
     for name, hint in typing.get_type_hints(train, include_extras=True).items():
@@ -53,7 +53,7 @@ def train_schema() -> dict:
 def load_runs(recipes: Path, out_dir: Path):
     """The recipe file's runs, every one of them checked as train would check it (nothing starts on an error)."""
     from ..limits import check_threads
-    from ..sweep import RecipeError, load
+    from ..sweep.recipe import RecipeError, load
     from ..train import TrainConfig, pick_device, validate
 
     schema = train_schema()
@@ -117,7 +117,8 @@ def run_cmd(
     import fcntl
     import time
 
-    from ..sweep import LOCK_FILE, Sweep, write_plan
+    from ..sweep.recipe import LOCK_FILE, write_plan
+    from ..sweep.runner import Sweep
 
     runs, schema = load_runs(recipes, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +206,7 @@ def table_cmd(
     from rich.table import Table
     from rich.text import Text
 
-    from ..sweep import markdown, records, rows, wall_text, write_markdown
+    from ..sweep.records import markdown, records, rows, wall_text, write_markdown
 
     recs = records(sweep_dir)
     if markdown_file is not None:
@@ -233,7 +234,7 @@ def plot_cmd(
     out_file: Annotated[Path, typer.Option("--out", "-o", help="The PNG to write.")],
 ) -> None:
     """Draw every run's held-out curves (greedy and each inner answer position) into one PNG."""
-    from ..sweep import plot, records
+    from ..sweep.records import plot, records
 
     recs = records(sweep_dir)
     with writing("--out"):
@@ -252,7 +253,7 @@ def archive_cmd(
 ) -> None:
     """Keep runs' records (config, command, curve; no weights) in a sweep directory, so its table and plot are
     rebuilt from it alone (the records a repository can carry)."""
-    from ..sweep import archive_plan, write_archive
+    from ..sweep.archive import archive_plan, write_archive
 
     plan = archive_plan(runs, into, prefix)  # every run read and every name and target checked before anything is written
     write_archive(plan)
