@@ -92,25 +92,6 @@ def _json_block(text: str, command: str) -> dict | None:
     return json.loads(m.group(1)) if m else None
 
 
-def rerender_card(dest: Path) -> None:
-    """Write a shipped model's card again from what it already holds (its ``eval --json`` and ``clever-hans --json``
-    blocks, the figures per shape in its header, its notes): nothing is measured; the card takes the current layout."""
-    dest = Path(dest)
-    lm = ckpt.load(dest)
-    readme = (dest / "README.md").read_text()
-    ev = _json_block(readme, "eval")
-    if ev is None:
-        raise NtpProbeError(f"{dest}/README.md: no 'ntp-probe eval --json' block to write the card from")
-    ch = _json_block(readme, "clever-hans")
-    card = lm.meta.get("card") or {}
-    grid = None
-    if "by_topology" in card:
-        grid = {"count": sum(v["count"] for v in card["by_topology"].values()), "by_topology": card["by_topology"]}
-    text = card_markdown(lm, ev, ch, _section(readme, "Notes"), name=dest.name, grid=grid)
-    with ship_lock(dest):
-        atomic_write_text(dest / "README.md", text)
-
-
 def rescore_clever_hans(dest: Path, data: Path, seed: int = 0) -> dict | None:
     """Re-measure a shipped model's Clever Hans figures (no retraining): ``clever_hans`` on the card's test file
     ``data`` (and, for a topology set, its fresh graphs per shape), written into the model's header (the tensors

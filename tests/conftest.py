@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import functools
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,16 @@ import torch
 torch.set_num_threads(1)  # 2-core machine: one thread per test process is fastest under contention
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def sync(fn):
+    """Run an async test with asyncio (no pytest async plugin needed): ``from conftest import sync``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
 
 
 def tiny_config(tmp: Path, objective: str = "next-token", steps: int = 30, **kw):

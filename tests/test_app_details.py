@@ -2,30 +2,22 @@
 confidence strip at a forced step, the logit lens naming the correct node, ctrl+a in the editor, `c` with one
 other model, the card modal, and a 40×10 terminal. Tiny real models (G(2,3), N=10) and the shipped G(2,5) ones."""
 
-import asyncio
-import functools
 
 from textual.widgets import Header, TextArea
 
 from ntp_probe.checkpoint import load
-from ntp_probe.fmt import fmt
 from ntp_probe.probing import ProbeSession, parse_for_model
 from ntp_probe.tui.app import ProbeApp
 from ntp_probe.tui.screens.modals import TextModal
 from ntp_probe.tui.widgets.inside import layers_text
 from ntp_probe.tui.widgets.render import num, strip
+from conftest import sync
 
 # G(2,3), N=10: arms 0→1→2 and 0→3→4, goal 2
 GRAPH = "1→2, 0→1, 0→3, 3→4 || find(0 → 2)"
 G25 = "34→18, 3→44, 27→2, 44→34, 43→27, 12→35, 12→3, 35→43 || find(12 → 2)"  # arms 12→35→43→27→2, 12→3→44→34→18
 
 
-def sync(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
 
 
 def plain(w) -> str:

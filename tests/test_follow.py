@@ -1,8 +1,6 @@
 """Watching a model learn (issue 22): train --keep-checkpoints, RUN@STEP, and the app following a live run
 (--follow) and replaying its kept checkpoints (, .). Tiny real runs: G(2,3) N=10, 1 layer, d-model 32."""
 
-import asyncio
-import functools
 import json
 import os
 import shutil
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import tiny_config
+from conftest import sync, tiny_config
 from ntp_probe.cli import app as cli_app
 from ntp_probe.runfiles import kept_files, kept_name
 from ntp_probe.train import train
@@ -28,12 +26,6 @@ SIZE = (120, 40)
 EVAL = ["--count", "64", "--seed", "7"]
 
 
-def sync(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
 
 
 def cli(*args):

@@ -1,7 +1,5 @@
 """``ntp-probe tour``: the talk in the app, walked under Pilot with the shipped models (models/), one snapshot per step."""
 
-import asyncio
-import functools
 import json
 import subprocess
 import sys
@@ -15,6 +13,7 @@ from ptyrun import CTRL_Q, NTP_PROBE, run_in_pty
 from ntp_probe.tui.screens.modals import TextModal, help_markdown
 from ntp_probe.tui.tour import FIGURES, STEPS, TALK_GRAPH, TourApp, TourStep, tour_models
 from ntp_probe.tui.widgets.tour import TourPanel
+from conftest import sync
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHER = (120, 40)  # the size a class reads; 80x24 and 40x10 must work too
@@ -23,12 +22,6 @@ pytestmark = pytest.mark.skipif(not all((ROOT / "models" / m / "model.safetensor
                                 reason="the shipped models are not in this checkout")
 
 
-def sync(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
 
 
 def panel_text(app) -> str:

@@ -1,7 +1,6 @@
 """The Textual app, driven by Pilot on tiny real models (G(2,3), N=10, trained in about a second)."""
 
 import asyncio
-import functools
 import random
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from ntp_probe.probing import ProbeSession, parse_for_model
 from ntp_probe.task import format_human, generate, read_lines
 from ntp_probe.tui.app import ProbeApp
 from ntp_probe.tui.screens.modals import Prompt, TextModal
+from conftest import sync
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # G(2,3), N=10: arms 0→1→2 and 0→3→4, goal 2
@@ -23,14 +23,6 @@ GRAPH = "1→2, 0→1, 0→3, 3→4 || find(0 → 2)"
 SIZE = (100, 32)
 
 
-def sync(fn):
-    """Run an async test with asyncio (no pytest async plugin needed)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
 
 
 def text_of(app, selector: str) -> str:

@@ -16,7 +16,6 @@ from ..model import GPTConfig
 from ..objectives import get as get_objective
 from ..objectives.base import Objective
 from ..task import GraphError, check_topology
-from ..tokenizer import Tokenizer
 
 SPECIALS = 4  # '|', '=', '/', '$' after the N node ids: the original's numeral tokenizer, and ours
 BPE_VOCABS = (50257, 50304)  # GPT-2's BPE vocabulary (the original's --model gpt2 / pythia), and it padded to 64
@@ -39,12 +38,6 @@ def nodes_of(vocab_size: int, nodes: int | None, where: str) -> int:
         raise ModelFileError(f"{where}: its vocabulary of {vocab_size} tokens is N={n} nodes + {SPECIALS} specials, "
                              f"not -N {nodes}")
     return n
-
-
-def original_context(d: int, l: int) -> int:  # noqa: E741
-    """The original's block size for G(d, l): its whole training sequence, question + answer (train.py:
-    ``args.block_size = train_data.num_tokens``), one more than ntp-probe's input."""
-    return Tokenizer.question_len(d * (l - 1)) + l
 
 
 def infer_task(block_size: int, nodes: int, degree: int | None, path_len: int | None, objective: Objective,
